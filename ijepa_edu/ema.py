@@ -5,19 +5,19 @@
 # %% auto #0
 __all__ = ['make_target_encoder', 'ema_update', 'ema_momentum']
 
-# %% ../nbs/06_ema.ipynb #d42a4a27
+# %% ../nbs/06_ema.ipynb #c34a71a1
 import copy
 import torch
 from torch import nn
 
-# %% ../nbs/06_ema.ipynb #4e0de367
+# %% ../nbs/06_ema.ipynb #df2d0561
 def make_target_encoder(encoder):
     "A frozen copy of `encoder`: same weights, no gradients (it only ever changes by `ema_update`)."
     target = copy.deepcopy(encoder)
     for p in target.parameters(): p.requires_grad_(False)
     return target
 
-# %% ../nbs/06_ema.ipynb #02b6cb54
+# %% ../nbs/06_ema.ipynb #07d611bc
 @torch.no_grad()
 def ema_update(target,   # module updated in place
                online,   # module it follows (same architecture)
@@ -26,15 +26,18 @@ def ema_update(target,   # module updated in place
     "One EMA step over all parameters, with one fused multi-tensor op per step instead of a Python loop."
     if not 0.0 <= momentum <= 1.0: raise ValueError(f"momentum must lie in [0, 1], got {momentum}.")
     tgt, src = list(target.parameters()), [p.detach() for p in online.parameters()]
-    if len(tgt) != len(src): raise ValueError("target and online modules have different parameter lists: build the target with make_target_encoder.")
+    if len(tgt) != len(src) or any(t.shape != s.shape for t, s in zip(tgt, src)):
+        raise ValueError(f"target and online modules have different parameter lists ({len(tgt)} vs {len(src)} tensors, "
+                         f"or different shapes): build the target with make_target_encoder(online).")
     torch._foreach_lerp_(tgt, src, 1.0 - momentum)  # t + (1 - m) (s - t) = m t + (1 - m) s
 
-# %% ../nbs/06_ema.ipynb #3fd650b4
+# %% ../nbs/06_ema.ipynb #ab4311f1
 def ema_momentum(step,         # optimisation step, 0-based
                  total_steps,  # steps in the whole run (times ipe_scale)
                  start=0.996,  # momentum at step 0
                  end=1.0,      # momentum at the last step
                 ):
-    "The official schedule: momentum rises linearly from `start` to `end` over training."
+    "The official schedule: momentum rises linearly from `start` to `end` over training (held at `end` after it)."
     if total_steps <= 0: raise ValueError(f"total_steps must be positive, got {total_steps}.")
+    if step < 0: raise ValueError(f"step must be >= 0 (0-based), got {step}.")
     return start + min(step, total_steps) * (end - start) / total_steps

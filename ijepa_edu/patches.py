@@ -6,21 +6,21 @@
 __all__ = ['to_2tuple', 'grid_shape', 'patchify', 'unpatchify', 'PatchEmbed', 'get_1d_sincos_pos_embed',
            'get_2d_sincos_pos_embed']
 
-# %% ../nbs/01_patches.ipynb #db7012b6
+# %% ../nbs/01_patches.ipynb #b5146e7c
 import math
 import torch
 from torch import nn
 from einops import rearrange
 
-# %% ../nbs/01_patches.ipynb #21a3c4d1
+# %% ../nbs/01_patches.ipynb #efb29777
 def to_2tuple(x):
     "`x` as an (height, width) pair: an int becomes a square."
     return (x, x) if isinstance(x, int) else tuple(x)
 
-# %% ../nbs/01_patches.ipynb #a360996a
+# %% ../nbs/01_patches.ipynb #57573f28
 def grid_shape(img_size,   # image size in pixels: int (square) or (height, width)
                patch_size, # patch side in pixels
-              ):
+              ):           # (rows, cols) of the patch grid
     "Grid of patches (rows, cols) for `img_size`; raises if the image does not split into whole patches."
     (H, W), p = to_2tuple(img_size), patch_size
     if p <= 0: raise ValueError(f"patch_size must be a positive integer, got {p}.")
@@ -30,7 +30,7 @@ def grid_shape(img_size,   # image size in pixels: int (square) or (height, widt
                          f"or a patch size that divides it.")
     return H // p, W // p
 
-# %% ../nbs/01_patches.ipynb #f37e3422
+# %% ../nbs/01_patches.ipynb #4b734c94
 def patchify(imgs,       # images (B, C, H, W)
              patch_size, # patch side p in pixels
             ):           # patches (B, N, p*p*C), rows of patches in raster order
@@ -38,17 +38,26 @@ def patchify(imgs,       # images (B, C, H, W)
     grid_shape(imgs.shape[-2:], patch_size)  # checks divisibility
     return rearrange(imgs, 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', p1=patch_size, p2=patch_size)
 
-# %% ../nbs/01_patches.ipynb #b2c297e2
-def unpatchify(patches, patch_size, grid, channels=3):
+# %% ../nbs/01_patches.ipynb #8777d265
+def unpatchify(patches,    # patches (B, N, p*p*C) in raster order
+               patch_size, # patch side p in pixels
+               grid,       # (rows, cols) of the patch grid, or an int for a square grid
+               channels=3, # colour channels C
+              ):           # images (B, C, rows*p, cols*p)
     "Inverse of `patchify`: (B, N, p*p*C) back to (B, C, H, W) for a grid of (rows, cols)."
     gh, gw = to_2tuple(grid)
     return rearrange(patches, 'b (h w) (p1 p2 c) -> b c (h p1) (w p2)',
                      h=gh, w=gw, p1=patch_size, p2=patch_size, c=channels)
 
-# %% ../nbs/01_patches.ipynb #f29045ea
+# %% ../nbs/01_patches.ipynb #882a57c2
 class PatchEmbed(nn.Module):
     "Image to patch embeddings with a strided convolution (kernel = stride = patch)."
-    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768):
+    def __init__(self,
+                 img_size=224,  # image size in pixels: int or (height, width)
+                 patch_size=16, # patch side in pixels
+                 in_chans=3,    # input channels
+                 embed_dim=768, # token width D
+                ):
         super().__init__()
         self.img_size, self.patch_size = to_2tuple(img_size), patch_size
         self.grid = grid_shape(img_size, patch_size)
@@ -63,15 +72,17 @@ class PatchEmbed(nn.Module):
         x = self.proj(x)                                 # (B, D, h, w)
         return rearrange(x, 'b d h w -> b (h w) d')      # (B, N, D)
 
-# %% ../nbs/01_patches.ipynb #db832f95
-def get_1d_sincos_pos_embed(dim, pos):
+# %% ../nbs/01_patches.ipynb #15b547a8
+def get_1d_sincos_pos_embed(dim, # embedding width, even
+                            pos, # positions (any shape; flattened)
+                           ):    # (len(pos), dim) float64
     "Sin-cos embedding (len(pos), dim) of 1-D positions `pos`: sines then cosines of geometric frequencies."
     if dim % 2: raise ValueError(f"dim must be even, got {dim}.")
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))  # (dim/2,)
     angles = torch.outer(pos.flatten().double(), omega)                               # (N, dim/2)
     return torch.cat([angles.sin(), angles.cos()], dim=1)                             # (N, dim)
 
-# %% ../nbs/01_patches.ipynb #41d2e278
+# %% ../nbs/01_patches.ipynb #51ea9c6f
 def get_2d_sincos_pos_embed(embed_dim, # feature size D, divisible by 4
                             grid,      # rows and columns of patches: int or (rows, cols)
                            ):          # (rows*cols, D) float32, raster order

@@ -5,24 +5,32 @@
 # %% auto #0
 __all__ = ['repeat_interleave_batch', 'VisionTransformerPredictor', 'vit_predictor']
 
-# %% ../nbs/05_predictor.ipynb #1768614c
+# %% ../nbs/05_predictor.ipynb #c73dc756
 import torch
 from torch import nn
 from .patches import to_2tuple, get_2d_sincos_pos_embed
 from .encoder import Block, apply_masks, init_weights
 
-# %% ../nbs/05_predictor.ipynb #73d33e3f
-def repeat_interleave_batch(x, # (n * B, ...): n groups of B stacked along the batch
-                            B, # group size
+# %% ../nbs/05_predictor.ipynb #18c0c6d4
+def repeat_interleave_batch(x,       # (n * B, ...): n groups of B rows stacked along the batch
+                            B,       # group size (the batch size)
                             repeat): # copies of each group
     "Repeat each group of B rows `repeat` times in place: [g0, g1] -> [g0, g0, g1, g1] for repeat=2."
-    return torch.cat([torch.cat([x[i * B:(i + 1) * B]] * repeat) for i in range(len(x) // B)])
+    return torch.cat([torch.cat([x[i * B:(i + 1) * B]] * repeat) for i in range(len(x) // B)])  # (n * repeat * B, ...)
 
-# %% ../nbs/05_predictor.ipynb #8d569798
+# %% ../nbs/05_predictor.ipynb #10b06bc3
 class VisionTransformerPredictor(nn.Module):
     "Narrow ViT predictor: context tokens (projected down) + one mask token per target patch -> target features."
-    def __init__(self, *, num_patches, embed_dim=768, predictor_embed_dim=384, depth=6, num_heads=12,
-                 mlp_ratio=4.0, grid=None, fused_attn=True, init_std=0.02):
+    def __init__(self, *,
+                 num_patches,             # patches N in the image grid
+                 embed_dim=768,           # encoder width D (input and output)
+                 predictor_embed_dim=384, # predictor width d
+                 depth=6,                 # predictor blocks
+                 num_heads=12,            # heads per block (the official configs pass the encoder's)
+                 mlp_ratio=4.0,           # MLP hidden width / d
+                 grid=None,               # (rows, cols) of the patch grid; default: a square grid
+                 fused_attn=True,         # SDPA (True) or the written-out softmax (False)
+                 init_std=0.02):          # std of the truncated-normal init
         super().__init__()
         grid = to_2tuple(grid) if grid is not None else (int(num_patches ** 0.5),) * 2
         if grid[0] * grid[1] != num_patches:
@@ -43,6 +51,9 @@ class VisionTransformerPredictor(nn.Module):
         if torch.is_tensor(masks_x): masks_x = [masks_x]
         if torch.is_tensor(masks): masks = [masks]
         B = len(x) // len(masks_x)
+        if tuple(x.shape[:2]) != (len(masks_x) * masks_x[0].size(0), masks_x[0].size(1)):
+            raise ValueError(f"Context features of shape {tuple(x.shape)} do not match masks_x: expected (nenc * B, Kc, D) = "
+                             f"({len(masks_x)} * {masks_x[0].size(0)}, {masks_x[0].size(1)}, D), the encoder's output for these masks.")
         x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
         pos = self.predictor_pos_embed.expand(B, -1, -1)                          # (B, N, d)
         x = x + apply_masks(pos, masks_x)                                         # context positions added
@@ -56,7 +67,7 @@ class VisionTransformerPredictor(nn.Module):
         x = self.predictor_norm(x)
         return self.predictor_proj(x[:, n_ctx:])                                  # (npred*nenc*B, Kt, D)
 
-# %% ../nbs/05_predictor.ipynb #ec48723b
+# %% ../nbs/05_predictor.ipynb #3b6e6128
 def vit_predictor(*, num_patches, embed_dim, predictor_embed_dim=384, depth=6, num_heads=12, **kwargs):
     "The official factory: a predictor for an encoder of width `embed_dim` over `num_patches` patches."
     return VisionTransformerPredictor(num_patches=num_patches, embed_dim=embed_dim, predictor_embed_dim=predictor_embed_dim,
