@@ -5,38 +5,55 @@
 # %% auto #0
 __all__ = ['feature_std', 'effective_rank', 'position_share', 'collapse_report']
 
-# %% ../nbs/12_diagnostics.ipynb #aebfd10d
+# %% ../nbs/12_diagnostics.ipynb #b279edf1
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/12_diagnostics.ipynb #5eca7be1
+# %% ../nbs/12_diagnostics.ipynb #0f674853
+def _check_features(x, name='x'):
+    if x.dim() != 2: raise ValueError(f"{name} must be (B, D) features, one row per image; got shape {tuple(x.shape)}.")
+    if len(x) < 2: raise ValueError(f"{name} needs at least 2 images to measure a spread across the batch; got {len(x)}.")
+
+# %% ../nbs/12_diagnostics.ipynb #82df12fa
 @torch.no_grad()
-def feature_std(x):  # (B, D) features
+def feature_std(x, # (B, D) features, one row per image (e.g. average-pooled tokens)
+               ):  # about 1 when spread like an isotropic Gaussian, 0 when collapsed
     "Mean per-dimension std of L2-normalised features across the batch, times sqrt(D): about 1 when spread, 0 when collapsed."
-    z = F.normalize(x.float(), dim=-1)
+    _check_features(x)
+    z = F.normalize(x.float(), dim=-1)                  # (B, D) unit rows
     return (z.std(dim=0).mean() * z.size(-1) ** 0.5).item()
 
-# %% ../nbs/12_diagnostics.ipynb #e2b4f9fe
+# %% ../nbs/12_diagnostics.ipynb #f07079f2
 @torch.no_grad()
-def effective_rank(x, eps=1e-7):  # (B, D) features
-    "RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values; at most min(B, D)."
-    s = torch.linalg.svdvals(x.float())
+def effective_rank(x,         # (B, D) features, one row per image
+                   eps=1e-7,  # added to each probability, as in RankMe (avoids log 0)
+                  ):          # between 1 (one direction) and about min(B, D)
+    "RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values; at most about min(B, D)."
+    _check_features(x)
+    s = torch.linalg.svdvals(x.float())                 # (min(B, D),) singular values
     p = s / (s.sum() + eps) + eps
     return torch.exp(-(p * p.log()).sum()).item()
 
-# %% ../nbs/12_diagnostics.ipynb #cb421308
+# %% ../nbs/12_diagnostics.ipynb #d02c1650
 @torch.no_grad()
-def position_share(h):  # (B, N, D) layer-normed target features
-    "Fraction of the targets' variance explained by the patch position alone (the per-position mean over the batch)."
+def position_share(h, # (B, N, D) tokens, e.g. the layer-normed target-encoder features
+                  ):  # in [0, 1]; nan when the tokens do not vary at all
+    "Fraction of the tokens' variance explained by the patch position alone (the per-position mean over the batch)."
+    if h.dim() != 3 or len(h) < 2: raise ValueError(f"h must be (B, N, D) tokens with B >= 2 images; got shape {tuple(h.shape)}.")
     h = h.float()
-    total = (h - h.mean(dim=(0, 1))).pow(2).mean()
-    per_pos = h.mean(dim=0, keepdim=True)                     # (1, N, D)
-    return ((per_pos - h.mean(dim=(0, 1))).pow(2).mean() / total).item()
+    grand = h.mean(dim=(0, 1))                                 # (D,) the mean token
+    total = (h - grand).pow(2).mean()
+    if total <= 1e-10 * h.pow(2).mean(): return float('nan')   # no variance to explain (float rounding aside)
+    per_pos = h.mean(dim=0, keepdim=True)                      # (1, N, D) the mean token at each position
+    return ((per_pos - grand).pow(2).mean() / total).item()
 
-# %% ../nbs/12_diagnostics.ipynb #0a30543d
+# %% ../nbs/12_diagnostics.ipynb #21ad889a
 @torch.no_grad()
-def collapse_report(target_encoder, imgs):
+def collapse_report(target_encoder, # (B, C, H, W) -> (B, N, D), with an `embed_dim` attribute
+                    imgs,           # a batch of images (B, C, H, W), B >= 2
+                   ):               # {'feat_std', 'rankme', 'pos_share'}
     "Diagnostics of the target encoder on a batch: feature std, effective rank (pooled features), position share."
-    h = F.layer_norm(target_encoder(imgs), (target_encoder.embed_dim,))  # (B, N, D)
+    if len(imgs) < 2: return {'feat_std': float('nan'), 'rankme': float('nan'), 'pos_share': float('nan')}  # no spread to measure
+    h = F.layer_norm(target_encoder(imgs), (target_encoder.embed_dim,))  # (B, N, D), as the targets are normalised
     pooled = h.mean(dim=1)                                                # (B, D)
     return {'feat_std': feature_std(pooled), 'rankme': effective_rank(pooled), 'pos_share': position_share(h)}

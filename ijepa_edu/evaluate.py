@@ -5,38 +5,63 @@
 # %% auto #0
 __all__ = ['extract_features', 'knn_predict', 'knn_accuracy']
 
-# %% ../nbs/13_evaluate.ipynb #a54172e1
+# %% ../nbs/13_evaluate.ipynb #6a437d17
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-# %% ../nbs/13_evaluate.ipynb #854dfc42
+# %% ../nbs/13_evaluate.ipynb #052f1deb
 @torch.no_grad()
-def extract_features(encoder, dataset, batch_size=256, device='cpu', num_workers=0):
+def extract_features(encoder,        # (B, C, H, W) -> (B, N, D) tokens; use the target encoder
+                     dataset,        # yields (image, label) pairs
+                     batch_size=256, # images per forward pass
+                     device='cpu',   # where the encoder is; features come back on the CPU
+                     num_workers=0,  # DataLoader workers
+                    ):               # features (N, D) float32 and labels (N,), in the dataset's order
     "Average-pooled features (N, D) and labels (N,) of a dataset, the encoder in eval mode."
+    was_training = encoder.training
     encoder.eval()
     dl = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
-    for x, y in dl:
-        feats.append(encoder(x.to(device)).mean(dim=1).float().cpu())   # (b, N, D) -> (b, D)
-        labels.append(torch.as_tensor(y))
+    try:
+        for x, y in dl:
+            feats.append(encoder(x.to(device)).mean(dim=1).float().cpu())   # (b, N, D) -> (b, D)
+            labels.append(torch.as_tensor(y))
+    finally: encoder.train(was_training)                                     # leave the encoder as we found it
     return torch.cat(feats), torch.cat(labels)
 
-# %% ../nbs/13_evaluate.ipynb #e0956545
+# %% ../nbs/13_evaluate.ipynb #91de72c4
 @torch.no_grad()
-def knn_predict(train_f, train_y, test_f, k=20, T=0.07, num_classes=None, chunk=1024):
+def knn_predict(train_f,          # (N_train, D) reference features
+                train_y,          # (N_train,) their integer labels
+                test_f,           # (N_test, D) features to classify
+                k=20,             # neighbours that vote
+                T=0.07,           # temperature: a neighbour's vote is exp(cosine similarity / T)
+                num_classes=None, # default: max(train_y) + 1
+                chunk=1024,       # test images per matrix product (bounds memory to chunk x N_train)
+               ):                 # (N_test, num_classes) summed votes; argmax is the prediction
     "Weighted k-NN on cosine similarity (votes exp(sim / T)), as in common SSL benchmarks; returns class scores."
+    if train_f.dim() != 2 or test_f.dim() != 2 or train_f.size(1) != test_f.size(1):
+        raise ValueError(f"train_f and test_f must be (N, D) with the same D; got {tuple(train_f.shape)} and {tuple(test_f.shape)}.")
+    if len(train_y) != len(train_f): raise ValueError(f"train_y has {len(train_y)} labels for {len(train_f)} train features.")
+    if not 1 <= k <= len(train_f): raise ValueError(f"k={k} must lie between 1 and the number of train features ({len(train_f)}).")
     num_classes = num_classes or int(train_y.max()) + 1
-    train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
+    train_f, test_f = F.normalize(train_f.float(), dim=1), F.normalize(test_f.float(), dim=1)  # float32: exp(1/T) overflows fp16
+    train_y = train_y.to(train_f.device)
     out = []
     for i in range(0, len(test_f), chunk):
-        sim = test_f[i:i + chunk] @ train_f.T                             # (c, Ntrain)
-        w, idx = sim.topk(k, dim=1)                                       # (c, k)
-        votes = torch.zeros(len(w), num_classes).scatter_add_(1, train_y[idx], (w / T).exp())
-        out.append(votes)
+        sim = test_f[i:i + chunk] @ train_f.T                             # (c, N_train) cosine similarities
+        w, idx = sim.topk(k, dim=1)                                       # (c, k) the k most similar
+        votes = torch.zeros(len(w), num_classes, device=w.device)         # (c, num_classes)
+        out.append(votes.scatter_add_(1, train_y[idx], (w / T).exp()))   # each neighbour adds exp(sim/T) to its class
     return torch.cat(out)
 
-# %% ../nbs/13_evaluate.ipynb #281264fb
-def knn_accuracy(train_f, train_y, test_f, test_y, k=20, T=0.07):
+# %% ../nbs/13_evaluate.ipynb #e8cc2736
+def knn_accuracy(train_f, train_y, # reference features (N_train, D) and labels
+                 test_f, test_y,   # features (N_test, D) and labels to score
+                 k=20, T=0.07,     # as in `knn_predict`
+                ):                 # percent of test images whose prediction is their label
     "Top-1 accuracy (percent) of the weighted k-NN classifier."
-    return (knn_predict(train_f, train_y, test_f, k, T).argmax(1) == test_y).float().mean().item() * 100
+    if len(test_y) != len(test_f): raise ValueError(f"test_y has {len(test_y)} labels for {len(test_f)} test features.")
+    pred = knn_predict(train_f, train_y, test_f, k, T).argmax(1).cpu()
+    return (pred == test_y.cpu()).float().mean().item() * 100

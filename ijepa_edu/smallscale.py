@@ -5,26 +5,28 @@
 # %% auto #0
 __all__ = ['variance_covariance', 'RegularizedIJEPA']
 
-# %% ../nbs/14_smallscale.ipynb #83a9b526
+# %% ../nbs/14_smallscale.ipynb #65cb73d7
 import torch
 import torch.nn.functional as F
 from .step import IJEPA, target_features, jepa_loss
 
-# %% ../nbs/14_smallscale.ipynb #675ae01e
+# %% ../nbs/14_smallscale.ipynb #9b8daf41
 def variance_covariance(z,          # (B, D) one pooled feature vector per image
-                        eps=1e-4):
-    "VICReg's anti-collapse terms: hinge on each dimension's std across the batch, and off-diagonal covariance."
-    z = z.float() - z.float().mean(dim=0)
-    std = (z.var(dim=0) + eps).sqrt()                               # (D,)
+                        eps=1e-4):  # added to the variance before the square root
+    "VICReg's anti-collapse terms: mean hinge on each dimension's std across the batch, and off-diagonal covariance."
+    z = z.float() - z.float().mean(dim=0)                            # (B, D) centred over the batch
+    std = (z.var(dim=0) + eps).sqrt()                                # (D,)
     var = F.relu(1.0 - std).mean()
-    cov = (z.T @ z) / (len(z) - 1)                                  # (D, D)
+    cov = (z.T @ z) / (len(z) - 1)                                   # (D, D)
     off = cov - torch.diag_embed(cov.diagonal())
     return var, off.pow(2).sum() / z.size(1)
 
-# %% ../nbs/14_smallscale.ipynb #6c6f7c1f
+# %% ../nbs/14_smallscale.ipynb #6db2471c
 class RegularizedIJEPA(IJEPA):
     "I-JEPA plus a variance-covariance penalty on the context encoder's pooled features (as C-JEPA does)."
-    def __init__(self, encoder, predictor, loss='smooth_l1', vc_weight=0.0, cov_weight=1.0):
+    def __init__(self, encoder, predictor, loss='smooth_l1',
+                 vc_weight=0.0,   # lambda: weight of the whole penalty (0 = plain I-JEPA)
+                 cov_weight=1.0): # mu: weight of the covariance term inside it
         super().__init__(encoder, predictor, loss)
         self.vc_weight, self.cov_weight = vc_weight, cov_weight
 
@@ -33,6 +35,6 @@ class RegularizedIJEPA(IJEPA):
         z = self.encoder(imgs, masks_enc)                          # (nenc * B, Kc, D)
         loss = jepa_loss(self.predictor(z, masks_enc, masks_pred), h, self.loss)
         if self.vc_weight:
-            var, cov = variance_covariance(z.mean(dim=1))           # pooled context features (nenc * B, D)
+            var, cov = variance_covariance(z.mean(dim=1))           # (nenc * B, D): pooled context features
             loss = loss + self.vc_weight * (var + self.cov_weight * cov)
         return loss

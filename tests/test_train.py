@@ -1,0 +1,134 @@
+"""Integration tests of the training loop: outputs, determinism, exact resume, Ctrl-C, the CLI and two-process DDP."""
+import json, os, shutil, signal, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ijepa_edu.train as T
+from ijepa_edu.config import get_config
+from ijepa_edu.checkpoint import CheckpointError
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    "An ImageFolder tree of generated 32 px images: 48 train and 24 test, two classes (stripes, blobs)."
+    root = tmp_path_factory.mktemp('toy')
+    g = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32] / 32
+    for split, count in (('train', 48), ('test', 24)):
+        for i in range(count):
+            cls = i % 2
+            a = np.sin(2 * np.pi * g.uniform(2, 5) * yy) if cls == 0 else np.exp(-((xx - g.uniform(.2, .8)) ** 2 + (yy - .5) ** 2) / .03)
+            d = root / split / f'c{cls}'; d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(((np.stack([a, a.T, -a], -1) * .5 + .5) * 255).astype(np.uint8)).save(d / f'{i}.png')
+    return root
+
+def cfg_for(toy, out, **kw):
+    base = dict(data=str(toy), out=str(out), device='cpu', batch_size='16', epochs='2', warmup='0.5', log_every='1',
+                diag_every='2', eval_knn='false', knn_train_images='0')
+    return get_config('cifar10_tiny', **{**base, **kw})
+
+def weights(path):
+    ck = torch.load(path, weights_only=True)
+    return ck, {f'{k}.{n}': t for k in ('encoder', 'predictor', 'target_encoder') for n, t in ck[k].items()}
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    bad = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not bad, f'{len(bad)} tensors differ, e.g. {bad[:3]}'
+
+def test_run_writes_outputs_and_evaluates(toy, tmp_path):
+    s = T.train(cfg_for(toy, tmp_path / 'r', eval_knn='true'), quiet=True)
+    assert s['steps'] == 6 and s['total_steps'] == 6 and s['epochs_done'] == 2
+    assert {p.name for p in (tmp_path / 'r').iterdir()} == {'latest.pt', 'log.csv', 'loss.png', 'metrics.json'}
+    m = json.loads((tmp_path / 'r' / 'metrics.json').read_text())
+    assert 0 <= m['knn_top1'] <= 100 and 0 <= m['knn_top1_random_init'] <= 100 and m['knn_test_images'] == 24
+    rows = (tmp_path / 'r' / 'log.csv').read_text().strip().splitlines()
+    assert len(rows) == 1 + 6
+    ck = torch.load(tmp_path / 'r' / 'latest.pt', weights_only=True)
+    official = {'encoder', 'predictor', 'target_encoder', 'opt', 'scaler', 'epoch', 'loss', 'batch_size', 'world_size', 'lr'}
+    assert official <= ck.keys() and ck['step'] == 6 and ck['epoch'] == 2 and ck['epoch_batch'] == 0
+
+def test_same_seed_same_checkpoint_other_seed_differs(toy, tmp_path):
+    for name, seed in (('a', 0), ('b', 0), ('c', 1)):
+        T.train(cfg_for(toy, tmp_path / name, max_steps='3', seed=str(seed)), quiet=True)
+    _, a = weights(tmp_path / 'a' / 'latest.pt'); _, b = weights(tmp_path / 'b' / 'latest.pt'); _, c = weights(tmp_path / 'c' / 'latest.pt')
+    assert_same(a, b)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+def test_resume_matches_uninterrupted_run(toy, tmp_path):
+    T.train(cfg_for(toy, tmp_path / 'full'), quiet=True)
+    T.train(cfg_for(toy, tmp_path / 'cut', max_steps='4'), quiet=True)      # stops mid-epoch 1 (3 steps per epoch)
+    assert torch.load(tmp_path / 'cut' / 'latest.pt', weights_only=True)['epoch_batch'] == 1
+    T.train(cfg_for(toy, tmp_path / 'cut'), resume=True, quiet=True)
+    ck_a, a = weights(tmp_path / 'full' / 'latest.pt'); ck_b, b = weights(tmp_path / 'cut' / 'latest.pt')
+    assert_same(a, b)
+    sa, sb = ck_a['opt']['state'], ck_b['opt']['state']
+    assert all(torch.equal(sa[i]['exp_avg_sq'], sb[i]['exp_avg_sq']) for i in sa)
+    assert (tmp_path / 'full' / 'log.csv').read_text().splitlines()[1:] != []
+    la = [r.split(',')[:6] for r in (tmp_path / 'full' / 'log.csv').read_text().splitlines()]
+    lb = [r.split(',')[:6] for r in (tmp_path / 'cut' / 'log.csv').read_text().splitlines()]
+    assert la == lb      # step, epoch, loss, lr, wd, momentum: the resumed log reads as one run
+
+def test_ctrl_c_saves_the_finished_step_and_resumes_exactly(toy, tmp_path, monkeypatch):
+    T.train(cfg_for(toy, tmp_path / 'full'), quiet=True)
+    real = T.ema_momentum
+    def press_ctrl_c(step, *a):
+        if step == 3: os.kill(os.getpid(), signal.SIGINT)
+        return real(step, *a)
+    monkeypatch.setattr(T, 'ema_momentum', press_ctrl_c)
+    with pytest.raises(KeyboardInterrupt): T.train(cfg_for(toy, tmp_path / 'int'), quiet=True)
+    monkeypatch.setattr(T, 'ema_momentum', real)
+    assert torch.load(tmp_path / 'int' / 'latest.pt', weights_only=True)['step'] == 4
+    T.train(cfg_for(toy, tmp_path / 'int'), resume=True, quiet=True)
+    assert_same(weights(tmp_path / 'full' / 'latest.pt')[1], weights(tmp_path / 'int' / 'latest.pt')[1])
+
+def test_resume_refuses_other_preset_and_missing_checkpoint(toy, tmp_path):
+    T.train(cfg_for(toy, tmp_path / 'r', max_steps='1'), quiet=True)
+    other = get_config('cifar10_small', data=str(toy), out=str(tmp_path / 'r'), device='cpu', batch_size='16')
+    with pytest.raises(CheckpointError, match="comes from preset 'cifar10_tiny'"): T.train(other, resume=True, quiet=True)
+    with pytest.raises(CheckpointError, match='Nothing to resume'): T.train(cfg_for(toy, tmp_path / 'none'), resume=True, quiet=True)
+
+def test_batch_must_split_over_processes_and_accumulation(toy, tmp_path):
+    with pytest.raises(ValueError, match='not divisible'): T.train(cfg_for(toy, tmp_path / 'r', accum_steps='3'), quiet=True)
+
+def test_accumulation_equals_one_big_batch_in_loss_scale(toy, tmp_path):
+    "Two micro-batches of 8 make one step of 16: same number of steps, same data, finite loss."
+    s = T.train(cfg_for(toy, tmp_path / 'acc', accum_steps='2', max_steps='3'), quiet=True)
+    assert s['steps'] == 3 and np.isfinite(s['final_loss'])
+
+def _run(cmd, cwd, timeout=180):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+def test_cli_prints_what_ran_and_where(toy, tmp_path):
+    r = _run(['ijepa_train', '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'cli'),
+              '--device', 'cpu', '--max_steps', '2', 'batch_size=16', 'knn_train_images=0'], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for text in ('Trained cifar10_tiny', '2 steps', 'k-NN top-1', 'checkpoint:', 'log:', 'plot:', 'metrics:'):
+        assert text in r.stdout, (text, r.stdout)
+    assert (tmp_path / 'cli' / 'latest.pt').exists()
+
+def test_cli_rejects_unknown_field(toy, tmp_path):
+    r = _run(['ijepa_train', '--data', str(toy), 'not_a_field=1'], tmp_path)
+    assert r.returncode != 0 and 'Unknown config fields' in r.stderr
+
+def test_torchrun_two_processes_gloo(toy, tmp_path):
+    r = _run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'ijepa_edu.train',
+              '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'ddp'), '--device', 'cpu',
+              '--max_steps', '3', 'batch_size=16', 'eval_knn=false', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=2'], tmp_path, timeout=240)
+    assert r.returncode == 0, r.stderr[-4000:]
+    ck = torch.load(tmp_path / 'ddp' / 'latest.pt', weights_only=True)
+    assert ck['world_size'] == 2 and ck['step'] == 3
+    assert len((tmp_path / 'ddp' / 'log.csv').read_text().strip().splitlines()) == 1 + 3   # rank 0 alone writes
+    # two ranks of 8 see exactly what one process sees with two accumulated micro-batches of 8: same images, crops,
+    # masks and averaged gradients, so the weights agree up to the order of floating-point sums
+    T.train(cfg_for(toy, tmp_path / 'acc', accum_steps='2', max_steps='3'), quiet=True)
+    _, a = weights(tmp_path / 'ddp' / 'latest.pt'); _, b = weights(tmp_path / 'acc' / 'latest.pt')
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-4, worst
