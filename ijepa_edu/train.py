@@ -7,7 +7,7 @@ __all__ = ['build_model', 'make_mask_collator', 'pick_device', 'init_distributed
            'RunLog', 'read_log', 'plot_log', 'checkpoint_state', 'restore', 'CollapseWatch', 'StopAtStepEnd', 'train',
            'knn_eval', 'main']
 
-# %% ../nbs/15_train.ipynb #a73ead61
+# %% ../nbs/15_train.ipynb #81a08523
 import os, sys, time, json, csv, signal, threading, warnings, contextlib
 from pathlib import Path
 import torch
@@ -28,7 +28,7 @@ from .checkpoint import atomic_save, load_checkpoint, CheckpointError
 from .diagnostics import collapse_report
 from .evaluate import extract_features, knn_accuracy
 
-# %% ../nbs/15_train.ipynb #b6926ba4
+# %% ../nbs/15_train.ipynb #52225c75
 def build_model(cfg):
     "Context encoder, predictor and EMA target encoder for `cfg` (the predictor takes the encoder's heads)."
     if cfg.model == 'custom':
@@ -44,7 +44,7 @@ def build_model(cfg):
     if cfg.vc_weight: return RegularizedIJEPA(enc, pred, loss=cfg.loss, vc_weight=cfg.vc_weight, cov_weight=cfg.cov_weight)
     return IJEPA(enc, pred, loss=cfg.loss)
 
-# %% ../nbs/15_train.ipynb #c4cf6d81
+# %% ../nbs/15_train.ipynb #d708134c
 def _quirks(spec):
     "'' -> no quirk, 'all' -> every quirk, 'a,b' -> those quirks of the official sampler."
     if spec in ('', 'none', 'false', 'False'): return False
@@ -58,7 +58,7 @@ def make_mask_collator(cfg):
                         npred=cfg.num_pred_masks, min_keep=cfg.min_keep, allow_overlap=cfg.allow_overlap,
                         truncate=cfg.truncate, official=_quirks(cfg.official_masks))
 
-# %% ../nbs/15_train.ipynb #a4d9076d
+# %% ../nbs/15_train.ipynb #581becc6
 def pick_device(name='auto'):
     "'auto' picks CUDA, then Apple's MPS, then the CPU; any other name is taken as given."
     if name != 'auto': return torch.device(name)
@@ -77,7 +77,7 @@ def init_distributed(device_name='auto'):
     if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return rank, world, device
 
-# %% ../nbs/15_train.ipynb #bb15a610
+# %% ../nbs/15_train.ipynb #e0692eb4
 def micro_batch(cfg, world=1):
     "Images per process per forward pass: the global batch split over processes and accumulation steps."
     if cfg.batch_size % (world * cfg.accum_steps):
@@ -105,7 +105,7 @@ def run_length(cfg, batches_per_epoch):
     last = int(cfg.epochs * ipe)                          # the official loop trains `epochs` epochs
     return ipe, total, warmup, min(last, cfg.max_steps) if cfg.max_steps else last
 
-# %% ../nbs/15_train.ipynb #7280e3cc
+# %% ../nbs/15_train.ipynb #2af3313d
 class RunLog:
     "CSV log of a run; on resume it is rewritten to end at the checkpoint's step."
     fields = ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'img_per_s', 'elapsed_s', 'feat_std', 'rankme', 'pos_share']
@@ -124,27 +124,28 @@ def read_log(csv_path):
     return {k: ([int(r['step']) for r in rows if r[k]], [float(r[k]) for r in rows if r[k]])
             for k in RunLog.fields if k != 'step'}
 
-# %% ../nbs/15_train.ipynb #310d8f54
+# %% ../nbs/15_train.ipynb #463c390b
 def plot_log(csv_path, png_path=None, fig=None):
     "Loss, schedules and collapse diagnostics of a run from its CSV log; saved as a PNG if `png_path` is given."
     from matplotlib.figure import Figure
     log = read_log(csv_path)
     if not log['loss'][0]: return None
-    fig = fig or Figure(figsize=(13, 3.5))
-    axs = fig.subplots(1, 3)
+    fig = fig or Figure(figsize=(15, 3.3))
+    axs = fig.subplots(1, 4)
     axs[0].plot(*log['loss']); axs[0].set(title='loss', xlabel='step', yscale='log')
-    ax = axs[1]; ax.plot(*log['lr'], label='learning rate'); ax.set(title='schedules', xlabel='step', ylabel='lr')
-    ax2 = ax.twinx(); ax2.plot(*log['momentum'], color='C1', label='EMA momentum'); ax2.plot(*log['wd'], color='C2', label='weight decay')
+    ax = axs[1]; ax.plot(*log['lr'], label='learning rate'); ax.set(title='learning rate and weight decay', xlabel='step', ylabel='lr')
+    ax2 = ax.twinx(); ax2.plot(*log['wd'], color='C2', label='weight decay'); ax2.set_ylabel('weight decay')
     ax.legend(handles=ax.get_lines() + ax2.get_lines(), fontsize=7, loc='center right')
-    for k in ('feat_std', 'pos_share'): axs[2].plot(*log[k], marker='.', label=k)
-    ax3 = axs[2].twinx(); ax3.plot(*log['rankme'], color='C3', marker='.', label='rankme'); ax3.set_ylabel('rankme')
-    axs[2].set(title='collapse diagnostics', xlabel='step', ylim=(0, None))
-    axs[2].legend(handles=axs[2].get_lines() + ax3.get_lines(), fontsize=7)
+    axs[2].plot(*log['momentum'], color='C1'); axs[2].set(title='EMA momentum', xlabel='step')
+    for k in ('feat_std', 'pos_share'): axs[3].plot(*log[k], marker='.', label=k)
+    ax3 = axs[3].twinx(); ax3.plot(*log['rankme'], color='C3', marker='.', label='rankme'); ax3.set_ylabel('rankme')
+    axs[3].set(title='collapse diagnostics', xlabel='step', ylim=(0, None))
+    axs[3].legend(handles=axs[3].get_lines() + ax3.get_lines(), fontsize=7, loc='center left')
     fig.tight_layout()
     if png_path: fig.savefig(png_path, dpi=90)
     return fig
 
-# %% ../nbs/15_train.ipynb #6126de82
+# %% ../nbs/15_train.ipynb #ecedca9f
 def checkpoint_state(model, opt, cfg, *, step, epoch, pos, loss, world=1):
     "The official checkpoint layout, plus the step, the position in the epoch, the config and the RNG state."
     return {'encoder': model.encoder.state_dict(), 'predictor': model.predictor.state_dict(),
@@ -169,7 +170,7 @@ def restore(path, model, opt, cfg, force=False):
     torch.set_rng_state(ck['rng']['torch'])
     return ck['step'], ck['epoch'], ck['epoch_batch']
 
-# %% ../nbs/15_train.ipynb #03753eb8
+# %% ../nbs/15_train.ipynb #5177b93d
 class CollapseWatch:
     "Warn once when the diagnostics fall far below the run's own first reading (absolute thresholds misfire on tiny models)."
     def __init__(self, std_drop=0.25, rank_drop=0.5, min_rank=1.5):
@@ -187,7 +188,7 @@ class CollapseWatch:
                           f"See lesson 12; lesson 14's vc_weight counters it.")
         return low_std or low_rank
 
-# %% ../nbs/15_train.ipynb #26e36e7b
+# %% ../nbs/15_train.ipynb #ef02378c
 class StopAtStepEnd:
     "Turn Ctrl-C (SIGINT) into a request honoured at the end of the current step; a second Ctrl-C stops at once."
     def __init__(self): self.requested, self._old = False, None
@@ -310,7 +311,7 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
         (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
     return summary
 
-# %% ../nbs/15_train.ipynb #298b825c
+# %% ../nbs/15_train.ipynb #b250d934
 def knn_eval(cfg, model, root, device):
     "k-NN top-1 on the test split: the trained target encoder against the same architecture at its random init."
     t0 = time.time()
@@ -329,7 +330,7 @@ def knn_eval(cfg, model, root, device):
     res['eval_seconds'] = round(time.time() - t0, 1)
     return res
 
-# %% ../nbs/15_train.ipynb #e67e6ac5
+# %% ../nbs/15_train.ipynb #1db91482
 def _describe(cfg, s):
     enc = f"ViT {cfg.model}" if cfg.model != 'custom' else f"ViT width {cfg.embed_dim}, depth {cfg.depth}"
     return (f"Trained {cfg.preset}: {enc}, patch {cfg.patch_size} at {cfg.img_size} px ({s['encoder_params']:,} encoder + "
