@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['variance_covariance', 'RegularizedIJEPA']
 
-# %% ../nbs/14_smallscale.ipynb #272cfc02
+# %% ../nbs/14_smallscale.ipynb #d128168f
 import torch
 import torch.nn.functional as F
 from .step import IJEPA, target_features, jepa_loss
 
-# %% ../nbs/14_smallscale.ipynb #4e6dc435
+# %% ../nbs/14_smallscale.ipynb #dd97ed0e
 def variance_covariance(z,          # (B, D) one pooled feature vector per image
                         eps=1e-4):  # added to the variance before the square root
     "VICReg's anti-collapse terms: mean hinge on each dimension's std across the batch, and off-diagonal covariance."
@@ -21,7 +21,7 @@ def variance_covariance(z,          # (B, D) one pooled feature vector per image
     off = cov - torch.diag_embed(cov.diagonal())
     return var, off.pow(2).sum() / z.size(1)
 
-# %% ../nbs/14_smallscale.ipynb #96df9326
+# %% ../nbs/14_smallscale.ipynb #1c153cf2
 class RegularizedIJEPA(IJEPA):
     "I-JEPA plus a variance-covariance penalty on the context encoder's pooled features (as C-JEPA does)."
     def __init__(self, encoder, predictor, loss='smooth_l1',

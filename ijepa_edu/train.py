@@ -7,7 +7,7 @@ __all__ = ['build_model', 'make_mask_collator', 'pick_device', 'init_distributed
            'RunLog', 'read_log', 'plot_log', 'checkpoint_state', 'restore', 'CollapseWatch', 'StopAtStepEnd', 'train',
            'knn_eval', 'main']
 
-# %% ../nbs/15_train.ipynb #81a08523
+# %% ../nbs/15_train.ipynb #43cafd9a
 import os, sys, time, json, csv, signal, threading, warnings, contextlib
 from pathlib import Path
 import torch
@@ -28,7 +28,7 @@ from .checkpoint import atomic_save, load_checkpoint, CheckpointError
 from .diagnostics import collapse_report
 from .evaluate import extract_features, knn_accuracy
 
-# %% ../nbs/15_train.ipynb #52225c75
+# %% ../nbs/15_train.ipynb #30cc48a7
 def build_model(cfg):
     "Context encoder, predictor and EMA target encoder for `cfg` (the predictor takes the encoder's heads)."
     if cfg.model == 'custom':
@@ -44,7 +44,7 @@ def build_model(cfg):
     if cfg.vc_weight: return RegularizedIJEPA(enc, pred, loss=cfg.loss, vc_weight=cfg.vc_weight, cov_weight=cfg.cov_weight)
     return IJEPA(enc, pred, loss=cfg.loss)
 
-# %% ../nbs/15_train.ipynb #d708134c
+# %% ../nbs/15_train.ipynb #dc50c5d3
 def _quirks(spec):
     "'' -> no quirk, 'all' -> every quirk, 'a,b' -> those quirks of the official sampler."
     if spec in ('', 'none', 'false', 'False'): return False
@@ -58,7 +58,7 @@ def make_mask_collator(cfg):
                         npred=cfg.num_pred_masks, min_keep=cfg.min_keep, allow_overlap=cfg.allow_overlap,
                         truncate=cfg.truncate, official=_quirks(cfg.official_masks))
 
-# %% ../nbs/15_train.ipynb #581becc6
+# %% ../nbs/15_train.ipynb #803ae110
 def pick_device(name='auto'):
     "'auto' picks CUDA, then Apple's MPS, then the CPU; any other name is taken as given."
     if name != 'auto': return torch.device(name)
@@ -77,7 +77,7 @@ def init_distributed(device_name='auto'):
     if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return rank, world, device
 
-# %% ../nbs/15_train.ipynb #e0692eb4
+# %% ../nbs/15_train.ipynb #1a50c75c
 def micro_batch(cfg, world=1):
     "Images per process per forward pass: the global batch split over processes and accumulation steps."
     if cfg.batch_size % (world * cfg.accum_steps):
@@ -105,7 +105,7 @@ def run_length(cfg, batches_per_epoch):
     last = int(cfg.epochs * ipe)                          # the official loop trains `epochs` epochs
     return ipe, total, warmup, min(last, cfg.max_steps) if cfg.max_steps else last
 
-# %% ../nbs/15_train.ipynb #2af3313d
+# %% ../nbs/15_train.ipynb #86ee377c
 class RunLog:
     "CSV log of a run; on resume it is rewritten to end at the checkpoint's step."
     fields = ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'img_per_s', 'elapsed_s', 'feat_std', 'rankme', 'pos_share']
@@ -124,7 +124,7 @@ def read_log(csv_path):
     return {k: ([int(r['step']) for r in rows if r[k]], [float(r[k]) for r in rows if r[k]])
             for k in RunLog.fields if k != 'step'}
 
-# %% ../nbs/15_train.ipynb #463c390b
+# %% ../nbs/15_train.ipynb #4254644f
 def plot_log(csv_path, png_path=None, fig=None):
     "Loss, schedules and collapse diagnostics of a run from its CSV log; saved as a PNG if `png_path` is given."
     from matplotlib.figure import Figure
@@ -145,7 +145,7 @@ def plot_log(csv_path, png_path=None, fig=None):
     if png_path: fig.savefig(png_path, dpi=90)
     return fig
 
-# %% ../nbs/15_train.ipynb #ecedca9f
+# %% ../nbs/15_train.ipynb #1520eecb
 def checkpoint_state(model, opt, cfg, *, step, epoch, pos, loss, world=1):
     "The official checkpoint layout, plus the step, the position in the epoch, the config and the RNG state."
     return {'encoder': model.encoder.state_dict(), 'predictor': model.predictor.state_dict(),
@@ -170,7 +170,7 @@ def restore(path, model, opt, cfg, force=False):
     torch.set_rng_state(ck['rng']['torch'])
     return ck['step'], ck['epoch'], ck['epoch_batch']
 
-# %% ../nbs/15_train.ipynb #5177b93d
+# %% ../nbs/15_train.ipynb #90fa9937
 class CollapseWatch:
     "Warn once when the diagnostics fall far below the run's own first reading (absolute thresholds misfire on tiny models)."
     def __init__(self, std_drop=0.25, rank_drop=0.5, min_rank=1.5):
@@ -188,7 +188,7 @@ class CollapseWatch:
                           f"See lesson 12; lesson 14's vc_weight counters it.")
         return low_std or low_rank
 
-# %% ../nbs/15_train.ipynb #ef02378c
+# %% ../nbs/15_train.ipynb #dd1e9eea
 class StopAtStepEnd:
     "Turn Ctrl-C (SIGINT) into a request honoured at the end of the current step; a second Ctrl-C stops at once."
     def __init__(self): self.requested, self._old = False, None
@@ -311,7 +311,7 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
         (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
     return summary
 
-# %% ../nbs/15_train.ipynb #b250d934
+# %% ../nbs/15_train.ipynb #4eaf1778
 def knn_eval(cfg, model, root, device):
     "k-NN top-1 on the test split: the trained target encoder against the same architecture at its random init."
     t0 = time.time()
@@ -330,7 +330,7 @@ def knn_eval(cfg, model, root, device):
     res['eval_seconds'] = round(time.time() - t0, 1)
     return res
 
-# %% ../nbs/15_train.ipynb #1db91482
+# %% ../nbs/15_train.ipynb #d2b21377
 def _describe(cfg, s):
     enc = f"ViT {cfg.model}" if cfg.model != 'custom' else f"ViT width {cfg.embed_dim}, depth {cfg.depth}"
     return (f"Trained {cfg.preset}: {enc}, patch {cfg.patch_size} at {cfg.img_size} px ({s['encoder_params']:,} encoder + "

@@ -43,9 +43,10 @@ def assert_same(a, b):
     assert not bad, f'{len(bad)} tensors differ, e.g. {bad[:3]}'
 
 def test_run_writes_outputs_and_evaluates(toy, tmp_path):
-    s = T.train(cfg_for(toy, tmp_path / 'r', eval_knn='true'), quiet=True)
+    s = T.train(cfg_for(toy, tmp_path / 'r', eval_knn='true', save_every_epochs='1'), quiet=True)
     assert s['steps'] == 6 and s['total_steps'] == 6 and s['epochs_done'] == 2
-    assert {p.name for p in (tmp_path / 'r').iterdir()} == {'latest.pt', 'log.csv', 'loss.png', 'metrics.json'}
+    assert {p.name for p in (tmp_path / 'r').iterdir()} == {'latest.pt', 'ep1.pt', 'ep2.pt', 'log.csv', 'loss.png', 'metrics.json'}
+    assert torch.load(tmp_path / 'r' / 'ep1.pt', weights_only=True)['step'] == 3     # periodic: after epoch 1's 3 steps
     m = json.loads((tmp_path / 'r' / 'metrics.json').read_text())
     assert 0 <= m['knn_top1'] <= 100 and 0 <= m['knn_top1_random_init'] <= 100 and m['knn_test_images'] == 24
     rows = (tmp_path / 'r' / 'log.csv').read_text().strip().splitlines()
