@@ -68,6 +68,8 @@ class TrainConfig:
     ckpt_every: int = 0                   # steps between 'latest' saves (0: each epoch end only)
     save_every_epochs: int = 50           # periodic checkpoints kept (0: none)
     max_steps: int = 0                    # stop after this many optimisation steps (0: the whole schedule)
+    on_nan: str = 'stop'                  # a NaN or infinite loss: 'stop' (latest.pt keeps the last good state) or 'skip' the update
+    stop_on_collapse: bool = False        # save and stop when the collapse alarm fires (default: warn once and go on)
     eval_knn: bool = True                 # k-NN evaluation on the test split after training
     knn_train_images: int = 0             # reference images for k-NN (evenly spaced subset; 0 = the whole train split)
     preset: str = ''                      # the preset this config came from (set by `get_config`)

@@ -91,6 +91,7 @@ def _archive_root(folder):
 
 def resolve_data(data=None,       # a folder, an ImageFolder tree, or a .tar.gz/.tgz/.tar of one; default $IJEPA_DATA
                  cache_dir=None,  # where archives are unpacked; default $IJEPA_CACHE or ~/.cache/ijepa_edu
+                 create=False,    # make a missing folder (for torchvision's CIFAR-10 download) instead of failing
                 ):                # a folder on disk, ready for `make_dataset`
     "Turn a `--data` argument (folder, ImageFolder tree, or archive; default $IJEPA_DATA) into a folder on disk."
     data = data or os.environ.get('IJEPA_DATA')
@@ -98,7 +99,11 @@ def resolve_data(data=None,       # a folder, an ImageFolder tree, or a .tar.gz/
         "No data given: pass --data PATH (an ImageFolder tree, a .tar.gz of one, or a folder for torchvision's "
         "CIFAR-10 download) or set IJEPA_DATA.")
     path = Path(data).expanduser()
-    if not path.exists(): raise FileNotFoundError(f"Data path {path} does not exist: check --data or IJEPA_DATA.")
+    if not path.exists():
+        if not create or path.name.endswith(('.tar.gz', '.tgz', '.tar')):
+            raise FileNotFoundError(f"Data path {path} does not exist: check --data or IJEPA_DATA.")
+        print(f"{path} does not exist: creating it for torchvision's CIFAR-10 download.")
+        path.mkdir(parents=True)
     if path.is_file():
         if not path.name.endswith(('.tar.gz', '.tgz', '.tar')):
             raise ValueError(f"Data file {path} is not a .tar.gz, .tgz or .tar archive: pass an ImageFolder tree "

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['build_model', 'make_mask_collator', 'pick_device', 'init_distributed', 'micro_batch', 'make_loader', 'run_length',
-           'RunLog', 'read_log', 'plot_log', 'checkpoint_state', 'restore', 'CollapseWatch', 'StopAtStepEnd', 'train',
-           'knn_eval', 'main']
+           'RunLog', 'read_log', 'plot_log', 'checkpoint_state', 'restore', 'CollapseWatch', 'StopAtStepEnd',
+           'TrainingHalted', 'train', 'knn_eval', 'main']
 
 # %% ../nbs/15_train.ipynb #43cafd9a
 import os, sys, time, json, csv, signal, threading, warnings, contextlib
@@ -87,7 +87,7 @@ def micro_batch(cfg, world=1):
 
 def make_loader(cfg, micro, rank=0, world=1, pin_memory=False):
     "The training DataLoader (seeded crops, masks drawn in the workers, resumable), its sampler and the data folder."
-    root = resolve_data(cfg.data)
+    root = resolve_data(cfg.data, create=cfg.dataset in ('auto', 'cifar10'))   # a new folder: torchvision downloads CIFAR-10
     tfm = make_transforms(cfg.img_size, cfg.crop_scale, cfg.horizontal_flip, cfg.color_jitter)
     ds = make_dataset(root, 'train', cfg.dataset, transform=tfm)
     sampler = ResumableSampler(len(ds), batch_size=micro, seed=cfg.seed, rank=rank, world_size=world)
@@ -108,7 +108,8 @@ def run_length(cfg, batches_per_epoch):
 # %% ../nbs/15_train.ipynb #86ee377c
 class RunLog:
     "CSV log of a run; on resume it is rewritten to end at the checkpoint's step."
-    fields = ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'img_per_s', 'elapsed_s', 'feat_std', 'rankme', 'pos_share']
+    fields = ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'img_per_s', 'elapsed_s', 'feat_std', 'rankme', 'pos_share',
+              'skipped']   # skipped: updates skipped for a non-finite loss since the previous row (on_nan='skip')
     def __init__(self, path, resume_step=None):
         self.path, rows = Path(path), []
         if resume_step is not None and self.path.exists():
@@ -121,7 +122,7 @@ class RunLog:
 def read_log(csv_path):
     "A run's CSV log as {column: (steps, values)}, skipping empty cells."
     with open(csv_path) as f: rows = list(csv.DictReader(f))
-    return {k: ([int(r['step']) for r in rows if r[k]], [float(r[k]) for r in rows if r[k]])
+    return {k: ([int(r['step']) for r in rows if r.get(k)], [float(r[k]) for r in rows if r.get(k)])   # older logs lack columns
             for k in RunLog.fields if k != 'step'}
 
 # %% ../nbs/15_train.ipynb #4254644f
@@ -165,6 +166,14 @@ def restore(path, model, opt, cfg, force=False):
     if old != cfg.preset and not force:
         raise CheckpointError(f"{path} comes from preset {old!r}, not {cfg.preset!r}: resume with the same preset, "
                               f"or pass --force to continue anyway.")
+    for k in ('encoder', 'predictor', 'target_encoder'):           # shapes first: load_state_dict lists every mismatch
+        mine = getattr(model, k).state_dict()
+        for name, t in ck[k].items():
+            if name in mine and mine[name].shape != t.shape:
+                raise CheckpointError(f"{path} holds a model of another size: the first mismatch is {k}.{name}, shape "
+                                      f"{tuple(t.shape)} in the checkpoint but {tuple(mine[name].shape)} in the model this config "
+                                      f"builds. Resume with the preset and the model overrides (model, embed_dim, depth, "
+                                      f"num_heads, patch_size, img_size, pred_depth, pred_emb_dim) of the run that wrote it.")
     for k in ('encoder', 'predictor', 'target_encoder'): getattr(model, k).load_state_dict(ck[k])
     opt.load_state_dict(ck['opt'])
     torch.set_rng_state(ck['rng']['torch'])
@@ -215,8 +224,19 @@ def _to(device, batch, masks_enc, masks_pred):
     move = lambda t: t.to(device, non_blocking=True)
     return move(imgs), [move(m) for m in masks_enc], [move(m) for m in masks_pred]
 
+class TrainingHalted(RuntimeError):
+    "The loop stopped itself: a non-finite loss (`on_nan='stop'`) or the collapse alarm (`stop_on_collapse=True`)."
+
+def _nan_message(step, value, latest, saved_step):
+    kept = (f"{latest} still holds the last good state (step {saved_step}): fix the cause, then continue with --resume"
+            if saved_step is not None else f"no checkpoint was written before it (set ckpt_every to save more often)")
+    return (f"step {step}: the loss is {value} (not finite), so the run stopped before applying this update "
+            f"(on_nan='stop'). Nothing was saved after it; {kept}. Usual causes: a learning rate too high for the batch "
+            f"size, or broken input images; on_nan=skip skips such steps instead.")
+
 def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
     "Pretrain I-JEPA as `cfg` says; returns a summary dict (what ran, how long, where the results are)."
+    if cfg.on_nan not in ('stop', 'skip'): raise ValueError(f"on_nan={cfg.on_nan!r}: choose 'stop' or 'skip'.")
     rank, world, device = init_distributed(cfg.device)
     main = rank == 0
     out = Path(cfg.out or f'runs/{cfg.preset or "run"}'); out.mkdir(parents=True, exist_ok=True)
@@ -236,13 +256,17 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
         for m in (model.encoder, model.predictor, model.target_encoder): m.compile()
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if (cfg.bf16 and device.type == 'cuda') else contextlib.nullcontext()
     last_loss, seen, t0 = float('nan'), 0, time.time()
+    saved_step = step if resume else None                             # the step latest.pt holds
     def save(path):
+        nonlocal saved_step
         if main: atomic_save(checkpoint_state(model, opt, cfg, step=step, epoch=epoch, pos=pos, loss=last_loss, world=world), path)
+        if path == latest: saved_step = step
     bar = None
     if main and not quiet:
         from tqdm.auto import tqdm
         bar = tqdm(total=stop, initial=step, desc=cfg.preset or 'ijepa', unit='step', dynamic_ncols=True)
-    loss_sum, n_sum = torch.zeros((), device=device), 0
+    loss_sum, n_sum, step_loss = torch.zeros((), device=device), 0, torch.zeros((), device=device)
+    skipped, skipped_row, collapsed = 0, 0, False
     watch = CollapseWatch()
     stopper = StopAtStepEnd().install()
     try:
@@ -260,29 +284,54 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                 with (contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()):
                     with amp: loss = net(imgs, masks_enc, masks_pred) / cfg.accum_steps
                     loss.backward()
-                loss_sum += loss.detach()
+                step_loss += loss.detach()
                 if not last_micro: continue
-                opt.step(); opt.zero_grad(set_to_none=True)
+                bad = ~torch.isfinite(step_loss)                    # one scalar read per step: see "When things go wrong"
+                if world > 1: bad = bad.float(); dist.all_reduce(bad, op=dist.ReduceOp.MAX)   # every rank decides alike
                 m = ema_momentum(step, total, *cfg.ema)
-                model.ema_step(m)
-                step, pos, micro_i, n_sum = step + 1, pos + cfg.accum_steps, 0, n_sum + 1
+                if bad.item():
+                    if cfg.on_nan == 'stop': raise TrainingHalted(_nan_message(step + 1, step_loss.item(), latest, saved_step))
+                    opt.zero_grad(set_to_none=True)                 # skip: no update, no EMA step; the data moves on
+                    skipped, skipped_row = skipped + 1, skipped_row + 1
+                    if skipped == 1 and main:
+                        warnings.warn(f"step {step + 1}: the loss is {step_loss.item()} (not finite): update skipped "
+                                      f"(on_nan='skip'). Later skips are not warned about; they are counted in the log's "
+                                      f"'skipped' column and the summary's 'skipped_steps'.")
+                else:
+                    opt.step(); opt.zero_grad(set_to_none=True)
+                    model.ema_step(m)
+                    loss_sum += step_loss; n_sum += 1
+                step_loss.zero_()
+                step, pos, micro_i = step + 1, pos + cfg.accum_steps, 0
                 seen += micro * cfg.accum_steps * world
-                if step % cfg.log_every == 0 or step == stop:       # the only host sync: once per log_every steps
+                collapsed = False
+                if step % cfg.log_every == 0 or step == stop:       # the loss is read once per log_every steps
                     if world > 1: dist.all_reduce(loss_sum); loss_sum /= world
-                    last_loss = loss_sum.item() / n_sum
-                    loss_sum.zero_(); n_sum = 0
+                    if n_sum: last_loss = loss_sum.item() / n_sum   # n_sum = 0: every step since the last row was skipped
                     elapsed = time.time() - t0
-                    row = dict(step=step, epoch=epoch, loss=f'{last_loss:.6f}', lr=f'{lr:.3e}', wd=f'{wd:.4f}',
-                               momentum=f'{m:.6f}', img_per_s=f'{seen / elapsed:.1f}', elapsed_s=f'{elapsed:.1f}')
+                    row = dict(step=step, epoch=epoch, loss=f'{last_loss:.6f}' if n_sum else '', lr=f'{lr:.3e}', wd=f'{wd:.4f}',
+                               momentum=f'{m:.6f}', img_per_s=f'{seen / elapsed:.1f}', elapsed_s=f'{elapsed:.1f}',
+                               skipped=skipped_row or '')
+                    loss_sum.zero_(); n_sum, skipped_row = 0, 0
                     if cfg.diag_every and step % cfg.diag_every == 0:
                         with amp: diag = collapse_report(model.target_encoder, imgs)
                         row.update({k: f'{v:.4f}' for k, v in diag.items()})
-                        if main: watch.check(step, diag)
+                        if main: collapsed = watch.check(step, diag)
+                        if cfg.stop_on_collapse and world > 1:      # rank 0 decides; the others follow
+                            flag = torch.tensor(float(collapsed), device=device); dist.broadcast(flag, 0)
+                            collapsed = bool(flag.item())
                     if main:
                         log.write(**row)
                         if bar: bar.set_postfix(loss=f'{last_loss:.4f}', lr=f'{lr:.2e}', m=f'{m:.4f}', ips=row['img_per_s'], refresh=False)
                 if bar: bar.update(1)
                 if cfg.ckpt_every and step % cfg.ckpt_every == 0: save(latest)
+                if cfg.stop_on_collapse and collapsed:              # the weights are valid: keep them for inspection
+                    save(latest)
+                    f = watch.first or diag
+                    raise TrainingHalted(f"step {step}: the collapse alarm fired (feat_std {diag['feat_std']:.4f}, first "
+                                         f"{f['feat_std']:.4f}; rankme {diag['rankme']:.2f}, first {f['rankme']:.2f}) and "
+                                         f"stop_on_collapse=true asked to stop. Saved {latest} (step {step}) for inspection. "
+                                         f"Lesson 12 explains the diagnostics; vc_weight > 0 (lesson 14) counters collapse.")
                 if _stop_requested(stopper, world, step, cfg.log_every, device):
                     save(latest); raise KeyboardInterrupt
                 if step >= stop or pos >= ipe * cfg.accum_steps: break
@@ -304,6 +353,7 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                'predictor_params': sum(p.numel() for p in model.predictor.parameters()),
                'steps': step, 'total_steps': total, 'epochs_done': round(epoch + pos / (ipe * cfg.accum_steps), 3),
                'train_seconds': round(elapsed, 1), 'img_per_s': round(seen / max(elapsed, 1e-9), 1), 'final_loss': last_loss,
+               'skipped_steps': skipped,
                'checkpoint': str(latest), 'log': str(out / 'log.csv')}
     if main:
         summary['plot'] = str(out / 'loss.png') if plot_log(out / 'log.csv', out / 'loss.png') else None

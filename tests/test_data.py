@@ -380,3 +380,10 @@ def test_bad_file_raises_instead_of_hanging(tree):
     (tree / 'train' / 'a' / 'zz_bad.jpg').write_bytes(b'\xff\xd8\xff garbage')
     with pytest.raises(Exception, match='zz_bad.jpg'):
         _loader(tree, 2, batch_size=1)
+
+def test_resolve_data_creates_a_download_folder_only_when_asked(tmp_path):
+    target = tmp_path / 'data' / 'cifar10'
+    fct.test_fail(lambda: resolve_data(target), contains='does not exist')
+    assert not target.exists()
+    assert resolve_data(target, create=True) == target and target.is_dir()
+    fct.test_fail(lambda: resolve_data(tmp_path / 'x.tar.gz', create=True), contains='does not exist')   # never for archives

@@ -1,0 +1,231 @@
+"""Fault suite of the training loop: non-finite losses, the collapse alarm, a checkpoint of another size, SIGKILL during a
+step and during a save, and DataLoader workers that raise or die. Each test says why it fails without its protection."""
+import os, signal, subprocess, sys, textwrap, time
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ijepa_edu.train as T
+from ijepa_edu.config import get_config
+from ijepa_edu.checkpoint import CheckpointError, load_checkpoint
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    "An ImageFolder tree of generated 32 px images: 48 train and 24 test, two classes (stripes, blobs)."
+    root = tmp_path_factory.mktemp('toy')
+    g = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32] / 32
+    for split, count in (('train', 48), ('test', 24)):
+        for i in range(count):
+            cls = i % 2
+            a = np.sin(2 * np.pi * g.uniform(2, 5) * yy) if cls == 0 else np.exp(-((xx - g.uniform(.2, .8)) ** 2 + (yy - .5) ** 2) / .03)
+            d = root / split / f'c{cls}'; d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(((np.stack([a, a.T, -a], -1) * .5 + .5) * 255).astype(np.uint8)).save(d / f'{i}.png')
+    return root
+
+BASE = dict(device='cpu', batch_size='16', epochs='2', warmup='0.5', log_every='1', diag_every='2', eval_knn='false',
+            knn_train_images='0')
+
+def cfg_for(toy, out, **kw):
+    return get_config('cifar10_tiny', **{**BASE, 'data': str(toy), 'out': str(out), **kw})
+
+def weights(path):
+    ck = load_checkpoint(path)
+    return ck, {f'{k}.{n}': t for k in ('encoder', 'predictor', 'target_encoder') for n, t in ck[k].items()}
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    bad = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not bad, f'{len(bad)} tensors differ, e.g. {bad[:3]}'
+
+def poison(monkeypatch, bad_calls, value=float('nan')):
+    "Make the model's forward return `value` on the given calls (1-based): a stand-in for a diverging run."
+    real_build = T.build_model
+    def build(cfg):
+        model, calls = real_build(cfg), [0]
+        fwd = model.forward
+        def forward(*a, **k):
+            calls[0] += 1
+            loss = fwd(*a, **k)
+            return loss * value if calls[0] in bad_calls else loss    # keeps the graph: backward runs as usual
+        model.forward = forward
+        return model
+    monkeypatch.setattr(T, 'build_model', build)
+
+# --- 1. non-finite loss ------------------------------------------------------------------------------------------------
+
+def test_nan_loss_stops_without_saving_the_bad_state(toy, tmp_path, monkeypatch):
+    """Without the check the NaN gradients are applied, the run ends normally with NaN weights in latest.pt, and
+    `pytest.raises` fails; a check that saved before raising would leave step 3 in latest.pt."""
+    T.train(cfg_for(toy, tmp_path / 'ref', max_steps='2'), quiet=True)       # the healthy state after 2 steps
+    poison(monkeypatch, {3})
+    with pytest.raises(T.TrainingHalted, match=r"step 3: the loss is nan .*latest\.pt still holds the last good state \(step 2\)"):
+        T.train(cfg_for(toy, tmp_path / 'r', ckpt_every='1'), quiet=True)
+    ck, w = weights(tmp_path / 'r' / 'latest.pt')
+    assert ck['step'] == 2 and all(t.isfinite().all() for t in w.values())
+    assert_same(w, weights(tmp_path / 'ref' / 'latest.pt')[1])
+
+def test_inf_loss_skip_drops_the_update_counts_and_warns_once(toy, tmp_path, monkeypatch):
+    """Without skipping, the inf loss's gradients reach AdamW: the weights turn NaN and the optimiser counts 4 steps;
+    without the warning or the counting the asserts on them fail."""
+    poison(monkeypatch, {2, 3}, value=float('inf'))
+    with pytest.warns(UserWarning, match=r"step 2: the loss is inf .*update skipped") as rec:
+        s = T.train(cfg_for(toy, tmp_path / 'r', on_nan='skip', max_steps='4'), quiet=True)
+    assert sum('not finite' in str(w.message) for w in rec) == 1              # once, though two steps were skipped
+    assert s['steps'] == 4 and s['skipped_steps'] == 2 and np.isfinite(s['final_loss'])
+    ck, w = weights(tmp_path / 'r' / 'latest.pt')
+    assert all(t.isfinite().all() for t in w.values())
+    assert {int(st['step']) for st in ck['opt']['state'].values()} == {2}     # AdamW stepped twice, not four times
+    log = T.read_log(tmp_path / 'r' / 'log.csv')
+    assert log['skipped'] == ([2, 3], [1.0, 1.0]) and log['loss'][0] == [1, 4]  # skipped steps log no loss
+
+def test_on_nan_must_be_stop_or_skip(toy, tmp_path):
+    with pytest.raises(ValueError, match="choose 'stop' or 'skip'"): T.train(cfg_for(toy, tmp_path / 'r', on_nan='ignore'), quiet=True)
+
+# --- 2. collapse alarm -------------------------------------------------------------------------------------------------
+
+def fake_collapse(monkeypatch):
+    "Diagnostics that fall to a tenth after the first reading (the reference)."
+    readings = iter([dict(feat_std=0.5, rankme=5.0, pos_share=0.1)] + [dict(feat_std=0.01, rankme=1.0, pos_share=0.1)] * 10)
+    monkeypatch.setattr(T, 'collapse_report', lambda enc, imgs: next(readings))
+
+def test_collapse_alarm_saves_and_stops_when_asked(toy, tmp_path, monkeypatch):
+    """Without `stop_on_collapse` handling the run only warns and ends at step 6: `pytest.raises` fails; without the save
+    latest.pt would hold step 3 (the ckpt_every=3 save), not 4."""
+    fake_collapse(monkeypatch)
+    with pytest.warns(UserWarning, match='collapsing'), \
+         pytest.raises(T.TrainingHalted, match=r"step 4: the collapse alarm fired \(feat_std 0\.0100, first 0\.5000; rankme 1\.00"):
+        T.train(cfg_for(toy, tmp_path / 'r', stop_on_collapse='true', ckpt_every='3'), quiet=True)
+    assert load_checkpoint(tmp_path / 'r' / 'latest.pt')['step'] == 4
+    fake_collapse(monkeypatch)
+    with pytest.warns(UserWarning, match='collapsing'):                       # the default: warn and go on
+        assert T.train(cfg_for(toy, tmp_path / 'd'), quiet=True)['steps'] == 6
+
+# --- 3. a checkpoint of another model size -----------------------------------------------------------------------------
+
+def test_resume_with_another_model_size_names_the_key_and_shapes(toy, tmp_path):
+    """Without the shape check load_state_dict raises a plain RuntimeError listing every tensor ("size mismatch"), which is
+    not a CheckpointError: `pytest.raises` fails."""
+    T.train(cfg_for(toy, tmp_path / 'r', max_steps='1'), quiet=True)
+    with pytest.raises(CheckpointError, match=r"the first mismatch is encoder\.\S+, shape \(.*128.*\) in the checkpoint but "
+                                              r"\(.*64.*\) in the model this config builds\. Resume with the preset and the model overrides"):
+        T.train(cfg_for(toy, tmp_path / 'r', embed_dim='64'), resume=True, quiet=True)
+
+# --- 4. killed runs (subprocesses) -------------------------------------------------------------------------------------
+
+WRAPPER = textwrap.dedent('''
+    import io, os, sys, time, runpy
+    import torch, ijepa_edu.ema as ema
+    mode = os.environ['FAULT_MODE']
+    if mode == 'slow_steps':                      # each step sleeps, so that a kill lands mid-run
+        real = ema.ema_momentum
+        def slow(*a): time.sleep(0.25); return real(*a)
+        ema.ema_momentum = slow
+    elif mode == 'hang_in_save':                  # the second save writes half the file, then hangs: kill it there
+        real_save, n = torch.save, [0]
+        def save(obj, f, *a, **k):
+            n[0] += 1
+            if n[0] < 2: return real_save(obj, f, *a, **k)
+            buf = io.BytesIO(); real_save(obj, buf, *a, **k); data = buf.getvalue()
+            f.write(data[:len(data) // 2]); f.flush(); os.fsync(f.fileno())
+            open(os.environ['FAULT_MARK'], 'w').close()
+            time.sleep(600)
+        torch.save = save
+    sys.argv = ['ijepa_train'] + sys.argv[1:]
+    runpy.run_module('ijepa_edu.train', run_name='__main__')
+''')
+
+def cli_args(toy, out, **kw):
+    ov = {**BASE, 'ckpt_every': '1', **kw}
+    return ['--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(out)] + [f'{k}={v}' for k, v in ov.items()]
+
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+
+def start_faulty(tmp_path, mode, args, **env):
+    (tmp_path / 'wrap.py').write_text(WRAPPER)
+    return subprocess.Popen([sys.executable, str(tmp_path / 'wrap.py')] + args, env={**ENV, 'FAULT_MODE': mode, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+def wait_for(path, proc, timeout=60):
+    t0 = time.time()
+    while not Path(path).exists():
+        if proc.poll() is not None: raise AssertionError(f'the run ended early: {proc.stderr.read()[-3000:]}')
+        if time.time() - t0 > timeout: proc.kill(); raise AssertionError(f'{path} never appeared')
+        time.sleep(0.05)
+
+def kill(proc):
+    os.kill(proc.pid, signal.SIGKILL); proc.wait(timeout=30); proc.stderr.close()
+
+def resume(toy, out, **kw):
+    r = subprocess.run([sys.executable, '-m', 'ijepa_edu.train', '--resume'] + cli_args(toy, out, **kw), env=ENV,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+def temporaries(out): return sorted(p.name for p in Path(out).glob('.latest.pt.tmp*'))
+
+def test_sigkill_during_a_step_resumes_to_the_same_end(toy, tmp_path):
+    """Kill -9 mid-run (ckpt_every=1, slowed steps): latest.pt loads, --resume finishes, no temporary is left, and the end
+    equals an uninterrupted run's. It fails if resume is not exact (the weights differ) or a leftover temporary survives;
+    a kill that lands inside a save (where a non-atomic save tears latest.pt) is made certain by the next test."""
+    out = tmp_path / 'killed'
+    p = start_faulty(tmp_path, 'slow_steps', cli_args(toy, out, epochs='4'))
+    wait_for(out / 'latest.pt', p); time.sleep(0.4); kill(p)
+    step = load_checkpoint(out / 'latest.pt')['step']
+    assert 1 <= step < 12, step
+    resume(toy, out, epochs='4')
+    assert temporaries(out) == []
+    ck, w = weights(out / 'latest.pt')
+    assert ck['step'] == 12
+    T.train(cfg_for(toy, tmp_path / 'full', epochs='4', ckpt_every='1'), quiet=True)
+    assert_same(w, weights(tmp_path / 'full' / 'latest.pt')[1])
+
+def test_sigkill_during_a_save_keeps_the_previous_checkpoint(toy, tmp_path):
+    """torch.save is made to write half the file and hang; kill -9 then. latest.pt must still be step 1's complete
+    checkpoint (a direct torch.save to latest.pt would leave it torn: load_checkpoint fails), the torn temporary must not
+    be taken for a checkpoint, and the next save (in the resumed run) must delete it (its process is dead)."""
+    out, mark = tmp_path / 'killed', tmp_path / 'in_save'
+    p = start_faulty(tmp_path, 'hang_in_save', cli_args(toy, out), FAULT_MARK=str(mark))
+    wait_for(mark, p); kill(p)
+    assert load_checkpoint(out / 'latest.pt')['step'] == 1
+    assert temporaries(out) == [f'.latest.pt.tmp{p.pid}']
+    with pytest.raises(CheckpointError, match='truncated'): load_checkpoint(out / temporaries(out)[0])
+    resume(toy, out)
+    assert load_checkpoint(out / 'latest.pt')['step'] == 6 and temporaries(out) == []
+
+# --- 5. DataLoader workers that raise or die ---------------------------------------------------------------------------
+
+BROKEN = textwrap.dedent('''
+    import os, sys, torch, ijepa_edu.train as T
+    from ijepa_edu.config import get_config
+    mode, data, out = sys.argv[1:4]
+    real = T.make_dataset
+    class Broken(torch.utils.data.Dataset):
+        def __init__(self, ds): self.ds = ds
+        def __len__(self): return len(self.ds)
+        def __getitem__(self, i):
+            if i == 5:
+                if mode == 'raise': raise ValueError('image 5 is broken')
+                os._exit(3)                           # the worker dies without a word
+            return self.ds[i]
+    T.make_dataset = lambda *a, **k: Broken(real(*a, **k))
+    T.train(get_config('cifar10_tiny', data=data, out=out, device='cpu', batch_size='16', epochs='2', warmup='0.5',
+                       eval_knn='false', num_workers='2'), quiet=True)
+''')
+
+@pytest.mark.parametrize('mode,expect', [('raise', ['Caught ValueError in DataLoader worker process', 'image 5 is broken']),
+                                         ('exit', ['DataLoader worker', 'exited unexpectedly'])])
+def test_dataloader_worker_failure_surfaces_not_hangs(toy, tmp_path, mode, expect):
+    """A worker that raises or dies (num_workers=2) must end the run with an error that says so, within the timeout.
+    A loader that swallowed worker errors or waited forever (e.g. a retry loop, or an unbounded wait on a dead worker)
+    fails this test by timing out; PyTorch's own checks are the protection, so `make_loader` sets no `timeout`."""
+    (tmp_path / 'broken.py').write_text(BROKEN)
+    r = subprocess.run([sys.executable, str(tmp_path / 'broken.py'), mode, str(toy), str(tmp_path / 'r')], env=ENV,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    for text in expect: assert text in r.stderr, r.stderr[-3000:]
