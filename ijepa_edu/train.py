@@ -36,6 +36,10 @@ def build_model(cfg):
                                   depth=cfg.depth, num_heads=cfg.num_heads)
     elif cfg.model in E.VIT_SIZES: enc = getattr(E, cfg.model)(img_size=cfg.img_size, patch_size=cfg.patch_size)
     else: raise ValueError(f"Unknown model {cfg.model!r}: choose from {sorted(E.VIT_SIZES)} or 'custom'.")
+    if cfg.pred_emb_dim % enc.num_heads or cfg.pred_emb_dim % 4 or cfg.pred_depth < 1:
+        raise ValueError(f"The predictor (width pred_emb_dim={cfg.pred_emb_dim}, depth pred_depth={cfg.pred_depth}) does not "
+                         f"fit the encoder: it takes the encoder's {enc.num_heads} heads and 2-D sin-cos positions, so its "
+                         f"width must be a multiple of {enc.num_heads} and of 4, and its depth at least 1.")
     pred = vit_predictor(num_patches=enc.patch_embed.num_patches, embed_dim=enc.embed_dim,
                          predictor_embed_dim=cfg.pred_emb_dim, depth=cfg.pred_depth, num_heads=enc.num_heads)
     with torch.no_grad():
@@ -109,7 +113,8 @@ def run_length(cfg, batches_per_epoch):
 class RunLog:
     "CSV log of a run; on resume it is rewritten to end at the checkpoint's step."
     fields = ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'img_per_s', 'elapsed_s', 'feat_std', 'rankme', 'pos_share',
-              'skipped']   # skipped: updates skipped for a non-finite loss since the previous row (on_nan='skip')
+              'skipped', 'bad_images']   # skipped: updates skipped for a non-finite loss since the previous row
+                                         # (on_nan='skip'); bad_images: unreadable images replaced so far (lesson 08)
     def __init__(self, path, resume_step=None):
         self.path, rows = Path(path), []
         if resume_step is not None and self.path.exists():
@@ -311,7 +316,7 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                     elapsed = time.time() - t0
                     row = dict(step=step, epoch=epoch, loss=f'{last_loss:.6f}' if n_sum else '', lr=f'{lr:.3e}', wd=f'{wd:.4f}',
                                momentum=f'{m:.6f}', img_per_s=f'{seen / elapsed:.1f}', elapsed_s=f'{elapsed:.1f}',
-                               skipped=skipped_row or '')
+                               skipped=skipped_row or '', bad_images=loader.dataset.bad.value or '')
                     loss_sum.zero_(); n_sum, skipped_row = 0, 0
                     if cfg.diag_every and step % cfg.diag_every == 0:
                         with amp: diag = collapse_report(model.target_encoder, imgs)
@@ -353,7 +358,7 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                'predictor_params': sum(p.numel() for p in model.predictor.parameters()),
                'steps': step, 'total_steps': total, 'epochs_done': round(epoch + pos / (ipe * cfg.accum_steps), 3),
                'train_seconds': round(elapsed, 1), 'img_per_s': round(seen / max(elapsed, 1e-9), 1), 'final_loss': last_loss,
-               'skipped_steps': skipped,
+               'skipped_steps': skipped, 'bad_images': loader.dataset.bad.value,
                'checkpoint': str(latest), 'log': str(out / 'log.csv')}
     if main:
         summary['plot'] = str(out / 'loss.png') if plot_log(out / 'log.csv', out / 'loss.png') else None

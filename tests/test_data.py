@@ -1,3 +1,4 @@
+import warnings
 "Tests of the data pipeline (ijepa_edu.data) on tiny generated images; the lesson's own tests live in nbs/08_data.ipynb."
 import math, os, tarfile, threading
 
@@ -339,12 +340,12 @@ def test_collate_masks_depend_on_the_batch_seed():
     assert not all(m.shape == n.shape and torch.equal(m, n) for m, n in zip(e1 + p1, e3 + p3))
 
 
-def _loader(root, num_workers, start_batch=0, batch_size=4, official=False, rank=0, world_size=1):
+def _loader(root, num_workers, start_batch=0, batch_size=4, official=False, rank=0, world_size=1, skip_bad=True):
     ds = make_dataset(root, transform=make_transforms(32))
     sampler = ResumableSampler(len(ds), batch_size=batch_size, seed=1, rank=rank, world_size=world_size)
     sampler.set_epoch(0, start_batch)
     coll = MaskCollator(input_size=32, patch_size=4, min_keep=4, official=official)
-    return list(DataLoader(SeededSamples(ds), batch_size=batch_size, sampler=sampler, collate_fn=MaskedBatchCollate(coll),
+    return list(DataLoader(SeededSamples(ds, skip_bad=skip_bad), batch_size=batch_size, sampler=sampler, collate_fn=MaskedBatchCollate(coll),
                            num_workers=num_workers, timeout=60 if num_workers else 0))
 
 
@@ -376,10 +377,39 @@ def test_two_ranks_read_what_one_process_reads_with_accumulation(tree):
     _assert_same([ranks[b % 2][b // 2] for b in range(6)], one)
 
 
-def test_bad_file_raises_instead_of_hanging(tree):
+def test_bad_file_raises_instead_of_hanging_when_not_skipping(tree):
     (tree / 'train' / 'a' / 'zz_bad.jpg').write_bytes(b'\xff\xd8\xff garbage')
     with pytest.raises(Exception, match='zz_bad.jpg'):
-        _loader(tree, 2, batch_size=1)
+        _loader(tree, 2, batch_size=1, skip_bad=False)
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_bad_file_is_skipped_named_and_counted(tree, workers):
+    "Without the skip, the loader raises (the test above); with it, every position yields an image, one warning names the file."
+    (tree / 'train' / 'a' / 'zz_bad.jpg').write_bytes(b'\xff\xd8\xff garbage')
+    (tree / 'train' / 'a' / 'zz_text.jpg').write_text('not an image at all')
+    ds = make_dataset(tree, transform=make_transforms(32))
+    samples = SeededSamples(ds)
+    dl = DataLoader(samples, batch_size=1, sampler=ResumableSampler(len(ds), batch_size=1),
+                    collate_fn=MaskedBatchCollate(MaskCollator(input_size=32, patch_size=4, min_keep=4)),
+                    num_workers=workers, timeout=60 if workers else 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        batches = list(dl)
+    assert len(batches) == len(ds)
+    # counted across workers, once per failed read: zz_bad's position meets zz_bad then zz_text (its stand-in), and
+    # zz_text's own position meets zz_text: 3 reads failed for 2 files
+    assert samples.bad.value == 3
+    if workers == 0:                                                # worker warnings go to the workers' stderr
+        msgs = ' '.join(str(w.message) for w in caught)
+        assert 'zz_bad.jpg' in msgs and 'zz_text.jpg' in msgs
+
+def test_all_bad_gives_up_with_a_clear_error(tmp_path):
+    d = tmp_path / 'train' / 'a'; d.mkdir(parents=True)
+    for i in range(40): (d / f'{i}.jpg').write_bytes(b'garbage')
+    ds = make_dataset(tmp_path, transform=make_transforms(32))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        fct.test_fail(lambda: SeededSamples(ds)[(0, 1)], contains='unreadable images in a row')
 
 def test_resolve_data_creates_a_download_folder_only_when_asked(tmp_path):
     target = tmp_path / 'data' / 'cifar10'

@@ -1,6 +1,18 @@
-"""Fault suite of the training loop: non-finite losses, the collapse alarm, a checkpoint of another size, SIGKILL during a
-step and during a save, and DataLoader workers that raise or die. Each test says why it fails without its protection."""
-import os, signal, subprocess, sys, textwrap, time
+"""The fault suite (issue 6): what goes wrong in a run, and the protection that keeps it from losing work.
+
+Where each item of the issue is tested (each test fails if its protection is removed):
+- config: image size not divisible by the patch (test_patches, test_encoder); scales or aspect ratios out of range or
+  reversed, impossible min_keep, too many targets for the context (test_blocks, test_masks); a predictor width that
+  does not fit its heads (here); batch not divisible by processes x accumulation (test_train); unknown fields (test_config)
+- data: missing path, no images, not an archive (test_data); greyscale/RGBA converted, images smaller than the crop
+  (test_data); a truncated or non-image file skipped, named and counted (test_data, here)
+- checkpoints: empty, truncated, corrupt, untrusted pickle refused unless trusted=True (test_checkpoint); another model
+  size (here); another preset on --resume (test_train)
+- faults: SIGKILL during a step and during a save, non-finite loss (stop or skip), collapse alarm, a DataLoader worker
+  that raises or dies (here); a full disk during a save (test_checkpoint)
+- reproducibility: same seed, same masks and checkpoint; resume and Ctrl-C equal to an uninterrupted run (test_train)
+"""
+import os, shutil, signal, subprocess, sys, textwrap, time, warnings
 from pathlib import Path
 import numpy as np
 import pytest
@@ -229,3 +241,26 @@ def test_dataloader_worker_failure_surfaces_not_hangs(toy, tmp_path, mode, expec
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     for text in expect: assert text in r.stderr, r.stderr[-3000:]
+
+# --- unreadable images ----------------------------------------------------------------------------------------------------
+
+def test_run_skips_a_corrupt_image_names_it_and_counts_it(toy, tmp_path):
+    """A truncated JPEG inside the ImageFolder must not end the run: it is replaced (lesson 08), named in a warning and
+    counted in log.csv and the summary. Without the skip, the first epoch raises on that file."""
+    bad = tmp_path / 'bad'; shutil.copytree(toy, bad)
+    (bad / 'train' / 'c0' / 'zz_truncated.png').write_bytes((toy / 'train' / 'c0' / '0.png').read_bytes()[:60])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        s = T.train(cfg_for(bad, tmp_path / 'r'), quiet=True)
+    assert s['bad_images'] >= 1 and s['steps'] == s['total_steps']
+    assert any('zz_truncated.png' in str(w.message) for w in caught)
+    rows = (tmp_path / 'r' / 'log.csv').read_text().splitlines()
+    assert rows[0].split(',')[-1] == 'bad_images' and rows[-1].split(',')[-1] not in ('', '0')
+
+
+def test_predictor_width_that_does_not_fit_its_heads_is_refused():
+    "The predictor takes the encoder's heads: a width they do not divide is an error naming both numbers and the fix."
+    for bad in (dict(pred_emb_dim='66'), dict(pred_emb_dim='100', embed_dim='96', num_heads='3'), dict(pred_depth='0')):
+        with pytest.raises(ValueError, match='does not fit the encoder'):
+            T.build_model(get_config('cifar10_tiny', **bad))
+    T.build_model(get_config('cifar10_tiny', pred_emb_dim='96', embed_dim='96', num_heads='3'))   # 96 = 3 x 32 fits
