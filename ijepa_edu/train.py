@@ -352,6 +352,8 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
         stopper.uninstall()
         if bar: bar.close()
     save(latest)
+    if world > 1:                              # leave the group together: a rank that exits while its peers still
+        dist.barrier(); dist.destroy_process_group()   # hold connections can abort; evaluation below is rank 0's
     elapsed = time.time() - t0
     summary = {'preset': cfg.preset, 'device': str(device), 'world_size': world, 'images': sampler.n,
                'encoder_params': sum(p.numel() for p in model.encoder.parameters()),

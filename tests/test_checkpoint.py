@@ -1,6 +1,5 @@
 "Tests of checkpoints (nbs/11_checkpoint.ipynb): atomic writes under crashes and kills, safe loading, errors, DDP keys."
 import errno, io, os, signal, subprocess, sys, textwrap, time
-from pathlib import Path
 from unittest import mock
 import pytest
 import torch

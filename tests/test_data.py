@@ -1,6 +1,6 @@
 import warnings
 "Tests of the data pipeline (ijepa_edu.data) on tiny generated images; the lesson's own tests live in nbs/08_data.ipynb."
-import math, os, tarfile, threading
+import os, tarfile, threading
 
 import numpy as np
 import pytest
@@ -333,7 +333,7 @@ def test_seeded_samples(tree):
 def test_collate_masks_depend_on_the_batch_seed():
     coll = MaskedBatchCollate(MaskCollator(input_size=32, patch_size=4, min_keep=4))
     items = lambda seeds: [((torch.zeros(3, 32, 32), 0), s) for s in seeds]
-    (b1, e1, p1), (b2, e2, p2) = coll(items([5, 6, 7])), coll(items([5, 6, 7]))
+    (b1, e1, p1), (_, e2, p2) = coll(items([5, 6, 7])), coll(items([5, 6, 7]))
     assert all(torch.equal(m, n) for m, n in zip(e1 + p1, e2 + p2))
     assert b1[0].shape == (3, 3, 32, 32)
     _, e3, p3 = coll(items([8, 6, 7]))

@@ -1,5 +1,4 @@
 "Tests of the target encoder and its EMA (nbs/06_ema.ipynb): arithmetic, edge cases, schedule, gradients, errors."
-import copy
 import math
 import pytest
 import torch

@@ -2,9 +2,8 @@
 import math
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 import fastcore.test as fct
 from ijepa_edu.evaluate import extract_features, knn_predict, knn_accuracy
 from ijepa_edu.encoder import VisionTransformer

@@ -16,45 +16,13 @@ import os, shutil, signal, subprocess, sys, textwrap, time, warnings
 from pathlib import Path
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 import ijepa_edu.train as T
 from ijepa_edu.config import get_config
+from conftest import cfg_for, weights, assert_same, TOY_RUN
 from ijepa_edu.checkpoint import CheckpointError, load_checkpoint
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
-
-@pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-    "An ImageFolder tree of generated 32 px images: 48 train and 24 test, two classes (stripes, blobs)."
-    root = tmp_path_factory.mktemp('toy')
-    g = np.random.default_rng(0)
-    yy, xx = np.mgrid[:32, :32] / 32
-    for split, count in (('train', 48), ('test', 24)):
-        for i in range(count):
-            cls = i % 2
-            a = np.sin(2 * np.pi * g.uniform(2, 5) * yy) if cls == 0 else np.exp(-((xx - g.uniform(.2, .8)) ** 2 + (yy - .5) ** 2) / .03)
-            d = root / split / f'c{cls}'; d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(((np.stack([a, a.T, -a], -1) * .5 + .5) * 255).astype(np.uint8)).save(d / f'{i}.png')
-    return root
-
-BASE = dict(device='cpu', batch_size='16', epochs='2', warmup='0.5', log_every='1', diag_every='2', eval_knn='false',
-            knn_train_images='0')
-
-def cfg_for(toy, out, **kw):
-    return get_config('cifar10_tiny', **{**BASE, 'data': str(toy), 'out': str(out), **kw})
-
-def weights(path):
-    ck = load_checkpoint(path)
-    return ck, {f'{k}.{n}': t for k in ('encoder', 'predictor', 'target_encoder') for n, t in ck[k].items()}
-
-def assert_same(a, b):
-    assert a.keys() == b.keys()
-    bad = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not bad, f'{len(bad)} tensors differ, e.g. {bad[:3]}'
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 def poison(monkeypatch, bad_calls, value=float('nan')):
     "Make the model's forward return `value` on the given calls (1-based): a stand-in for a diverging run."
@@ -154,7 +122,7 @@ WRAPPER = textwrap.dedent('''
 ''')
 
 def cli_args(toy, out, **kw):
-    ov = {**BASE, 'ckpt_every': '1', **kw}
+    ov = {**TOY_RUN, 'ckpt_every': '1', **kw}
     return ['--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(out)] + [f'{k}={v}' for k, v in ov.items()]
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}

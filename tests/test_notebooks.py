@@ -1,5 +1,5 @@
 """Every notebook runs top to bottom, as `nbdev_test` runs it (IN_TEST set, `gpu`/`slow` cells skipped)."""
-import os, subprocess, sys, time
+import os, subprocess, time
 from pathlib import Path
 import pytest
 

@@ -1,5 +1,4 @@
 "Tests of the I-JEPA step (nbs/07_step.ipynb): target order, loss values, gradients, EMA, the toy overfit."
-import copy
 import pytest
 import torch
 import torch.nn.functional as F
