@@ -201,3 +201,170 @@ def test_strip_module_prefix_rules():
     assert strip_module_prefix({'_orig_mod.x': 1}, prefix='_orig_mod.') == {'x': 1}
     assert list(strip_module_prefix({'module.z': 0, 'module.a': 1})) == ['z', 'a']   # order kept
     fct.test_fail(lambda: strip_module_prefix({'module.w': 1, 'w': 2}), contains='collide')
+
+
+# ---- official releases (load_official) ---------------------------------------------------------------------
+# Key names and shapes written out by hand from the official layout (ijepa-facts.md), not taken from our modules.
+from ijepa_edu.checkpoint import load_official, OFFICIAL_RELEASES, read_architecture, match_release
+
+def _block(prefix, D, hidden):
+    return {f'{prefix}.norm1.weight': (D,), f'{prefix}.norm1.bias': (D,), f'{prefix}.attn.qkv.weight': (3 * D, D),
+            f'{prefix}.attn.qkv.bias': (3 * D,), f'{prefix}.attn.proj.weight': (D, D), f'{prefix}.attn.proj.bias': (D,),
+            f'{prefix}.norm2.weight': (D,), f'{prefix}.norm2.bias': (D,), f'{prefix}.mlp.fc1.weight': (hidden, D),
+            f'{prefix}.mlp.fc1.bias': (hidden,), f'{prefix}.mlp.fc2.weight': (D, hidden), f'{prefix}.mlp.fc2.bias': (D,)}
+
+def official_layout(D, depth, hidden, patch, N, d, pdepth):
+    "The three networks' keys and shapes, as the official modules name them (without `module.`)."
+    enc = {'pos_embed': (1, N, D), 'patch_embed.proj.weight': (D, 3, patch, patch), 'patch_embed.proj.bias': (D,)}
+    for i in range(depth): enc.update(_block(f'blocks.{i}', D, hidden))
+    enc.update({'norm.weight': (D,), 'norm.bias': (D,)})
+    pred = {'mask_token': (1, 1, d), 'predictor_pos_embed': (1, N, d), 'predictor_embed.weight': (d, D), 'predictor_embed.bias': (d,)}
+    for i in range(pdepth): pred.update(_block(f'predictor_blocks.{i}', d, 4 * d))
+    pred.update({'predictor_norm.weight': (d,), 'predictor_norm.bias': (d,), 'predictor_proj.weight': (D, d), 'predictor_proj.bias': (D,)})
+    return {'encoder': enc, 'target_encoder': dict(enc), 'predictor': pred}
+
+# (width, depth, MLP hidden, patch, patches, predictor width, depth), and the counts measured on the official
+# modules (ijepa-facts.md; for 448 px: the patch-16 trainable count plus 784 fixed positions)
+RELEASES = {'in1k_vith14':     ((1280, 32, 5120, 14, 256, 384, 12), 630_762_240, 22_377_728),
+            'in1k_vith16_448': ((1280, 32, 5120, 16, 784, 384, 12), 630_664_960 + 784 * 1280, 22_279_424 + 784 * 384),
+            'in22k_vith14':    ((1280, 32, 5120, 14, 256, 384, 12), 630_762_240, 22_377_728),
+            'in22k_vitg16':    ((1408, 40, 6144, 16, 196, 384, 16), 1_011_368_576, 29_550_976)}
+
+def official_file(path, layout, make=lambda s: torch.empty(s, device='meta'), **extra):
+    "Save a checkpoint in the official layout: `module.` keys, the optimiser and bookkeeping entries."
+    ck = {k: {f'module.{n}': make(s) for n, s in sd.items()} for k, sd in layout.items()}
+    ck.update(opt={'state': {}, 'param_groups': [{'lr': 1e-3, 'weight_decay': 0.04, 'WD_exclude': False, 'params': [0]}]},
+              scaler=None, epoch=300, loss=0.01, batch_size=128, world_size=16, lr=1e-3, **extra)
+    torch.save(ck, path)
+    return ck
+
+
+@pytest.mark.parametrize('name', list(RELEASES))
+def test_official_release_fakes_load_with_full_shapes(tmp_path, name):
+    "Meta-tensor fakes (names and full shapes, no data) of each release load strictly and are recognised."
+    dims, n_enc, n_pred = RELEASES[name]
+    path = tmp_path / OFFICIAL_RELEASES[name]['file']
+    official_file(path, official_layout(*dims))
+    assert path.stat().st_size < 300_000                                # shapes only: kilobytes for a billion numbers
+    m = load_official(path)
+    assert m.info['looks_like'] == [name] and m.info['meta']
+    assert m.info['parameters'] == {'encoder': n_enc, 'target_encoder': n_enc, 'predictor': n_pred}
+    a = m.info['architecture']
+    assert (a['embed_dim'], a['depth'], a['patch_size'], a['img_size']) == (dims[0], dims[1], dims[3], OFFICIAL_RELEASES[name]['img_size'])
+    assert (a['pred_emb_dim'], a['pred_depth'], a['num_heads']) == (384, dims[6], 16)
+    assert all(t.is_meta for t in m.target_encoder.state_dict().values())
+    assert sum(p.numel() for p in m.predictor.parameters()) + m.predictor.predictor_pos_embed.numel() == n_pred
+    # the same file under another name: the shapes alone cannot tell the two ViT-H/14 apart
+    other = tmp_path / 'renamed.pth.tar'; path.rename(other)
+    hits = load_official(other, parts=('target_encoder',)).info['looks_like']
+    assert name in hits and len(hits) == (2 if name.endswith('vith14') else 1)
+    assert load_official(other, release=name).info['parameters']['encoder'] == n_enc
+
+
+def test_small_official_fake_of_real_numbers_loads_and_runs(tmp_path):
+    "Real numbers in the official layout: loaded tensors equal the file's, and the networks run and agree with a plain load."
+    from ijepa_edu.predictor import vit_predictor
+    g = torch.Generator().manual_seed(0)
+    layout = official_layout(192, 2, 768, 8, 16, 96, 2)                 # width 192 (3 official heads), 4x4 grid of 8 px
+    ck = official_file(tmp_path / 'small.pth.tar', layout, make=lambda s: 0.02 * torch.randn(s, generator=g))
+    m = load_official(tmp_path / 'small.pth.tar')
+    assert not m.info['meta'] and m.info['looks_like'] == [] and m.info['architecture']['img_size'] == 32
+    for part in ('encoder', 'target_encoder', 'predictor'):
+        mine = getattr(m, part).state_dict()
+        assert mine.keys() == layout[part].keys()
+        assert all(torch.equal(mine[k], ck[part][f'module.{k}']) for k in mine)
+    ref_enc = VisionTransformer(img_size=32, patch_size=8, embed_dim=192, depth=2, num_heads=3)
+    ref_enc.load_state_dict(strip_module_prefix(ck['encoder']))          # the ordinary way: copy into a built model
+    ref_pred = vit_predictor(num_patches=16, embed_dim=192, predictor_embed_dim=96, depth=2, num_heads=3)
+    ref_pred.load_state_dict(strip_module_prefix(ck['predictor']))
+    imgs, ctx, tgt = torch.randn(2, 3, 32, 32), [torch.tensor([[0, 1, 4, 5, 8]] * 2)], [torch.tensor([[10, 11, 15]] * 2)]
+    with torch.no_grad():
+        out = m.predictor(m.encoder(imgs, ctx), ctx, tgt)
+        assert out.shape == (2, 3, 192) and torch.isfinite(out).all()
+        torch.testing.assert_close(out, ref_pred(ref_enc(imgs, ctx), ctx, tgt))
+        assert m.target_encoder(imgs).shape == (2, 16, 192)
+    loss = m.predictor(m.encoder(imgs, ctx), ctx, tgt).square().mean()   # trainable: gradients reach the loaded weights
+    loss.backward()
+    assert m.encoder.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_wrong_shapes_are_named_with_both_shapes(tmp_path):
+    layout = official_layout(192, 2, 768, 8, 16, 96, 2)
+    layout['encoder']['blocks.1.attn.proj.weight'] = (192, 100)
+    official_file(tmp_path / 'bad.pth.tar', layout)
+    with pytest.raises(CheckpointError) as ei: load_official(tmp_path / 'bad.pth.tar')
+    msg = str(ei.value)
+    assert "encoder" in msg and 'blocks.1.attn.proj.weight is (192, 100) in the file but (192, 192) in the model' in msg
+    # a full-size ViT-H/14 file forced onto the ViT-g release: the first mismatch, and what the file looks like
+    official_file(tmp_path / 'h14.pth.tar', official_layout(*RELEASES['in1k_vith14'][0]))
+    with pytest.raises(CheckpointError) as ei: load_official(tmp_path / 'h14.pth.tar', release='in22k_vitg16')
+    msg = str(ei.value)
+    assert 'pos_embed is (1, 256, 1280) in the file but (1, 196, 1408) in the model' in msg
+    assert 'missing key(s)' in msg and 'in1k_vith14' in msg and 'in22k_vith14' in msg
+    # a predictor built for another encoder width
+    layout = official_layout(192, 2, 768, 8, 16, 96, 2)
+    layout['predictor']['predictor_proj.weight'], layout['predictor']['predictor_proj.bias'] = (384, 96), (384,)
+    official_file(tmp_path / 'pred.pth.tar', layout)
+    fct.test_fail(lambda: load_official(tmp_path / 'pred.pth.tar'), contains='predictor_proj.weight is (384, 96) in the file but (192, 96)')
+    assert load_official(tmp_path / 'pred.pth.tar', parts=('target_encoder',)).target_encoder is not None   # other parts still load
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path):
+    layout = official_layout(192, 2, 768, 8, 16, 96, 2)
+    layout['target_encoder']['cls_token'] = (1, 1, 192)                 # a timm-style ViT has one; I-JEPA's has not
+    del layout['target_encoder']['norm.bias']
+    official_file(tmp_path / 'keys.pth.tar', layout)
+    with pytest.raises(CheckpointError) as ei: load_official(tmp_path / 'keys.pth.tar')
+    msg = str(ei.value)
+    assert "target_encoder" in msg and "1 missing key(s) ['norm.bias']" in msg and "1 unexpected key(s) ['cls_token']" in msg
+
+
+def test_files_that_are_not_official_checkpoints(tmp_path):
+    (tmp_path / 'page.pth.tar').write_text('<html>403 Forbidden</html>')   # a failed download saved under the name
+    fct.test_fail(lambda: load_official(tmp_path / 'page.pth.tar'), contains='not a PyTorch checkpoint')
+    fct.test_fail(lambda: load_official(tmp_path / 'missing.pth.tar'), contains='does not exist')
+    torch.save([torch.zeros(2)], tmp_path / 'list.pt')
+    fct.test_fail(lambda: load_official(tmp_path / 'list.pt'), contains='holds a list, not an I-JEPA checkpoint')
+    layout = official_layout(192, 1, 768, 8, 16, 96, 1)
+    torch.save({f'module.{k}': torch.zeros(s) for k, s in layout['encoder'].items()}, tmp_path / 'bare.pt')
+    fct.test_fail(lambda: load_official(tmp_path / 'bare.pt'), contains="one network's state dict")
+    official_file(tmp_path / 'nopred.pt', {k: layout[k] for k in ('encoder', 'target_encoder')})
+    fct.test_fail(lambda: load_official(tmp_path / 'nopred.pt'), contains="no 'predictor' entry")
+    assert load_official(tmp_path / 'nopred.pt', parts=('encoder', 'target_encoder')).predictor is None
+    fct.test_fail(lambda: load_official(tmp_path / 'nopred.pt', parts=('decoder',)), contains='Unknown parts')
+    fct.test_fail(lambda: load_official(tmp_path / 'nopred.pt', release='in1k_vith15'), contains='Unknown release')
+
+
+def test_heads_and_grids_that_shapes_do_not_tell(tmp_path):
+    "Heads are in no shape: official widths know them, other widths need num_heads; non-square grids need img_size."
+    official_file(tmp_path / 'w96.pt', official_layout(96, 1, 384, 8, 16, 48, 1))
+    fct.test_fail(lambda: load_official(tmp_path / 'w96.pt'), contains='pass num_heads=')
+    assert load_official(tmp_path / 'w96.pt', num_heads=4).info['architecture']['num_heads'] == 4
+    official_file(tmp_path / 'rect.pt', official_layout(192, 1, 768, 8, 15, 96, 1))   # 15 patches: 3 x 5
+    fct.test_fail(lambda: load_official(tmp_path / 'rect.pt'), contains='img_size=(height, width)')
+    m = load_official(tmp_path / 'rect.pt', img_size=(24, 40))
+    assert m.target_encoder.patch_embed.grid == (3, 5) and m.info['architecture']['img_size'] == (24, 40)
+
+
+def test_our_training_checkpoint_loads_too(tmp_path):
+    "ijepa_edu's own checkpoints (no `module.`, a config with the heads) load, and the networks match the model's."
+    from ijepa_edu.train import build_model, checkpoint_state
+    from ijepa_edu.schedules import param_groups
+    cfg = get_config('cifar10_tiny', embed_dim=40, depth=1, num_heads=5, pred_depth=1, pred_emb_dim=20)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(param_groups(model.encoder, model.predictor), lr=1e-3)
+    path = atomic_save(checkpoint_state(model, opt, cfg, step=1, epoch=0, pos=1, loss=0.5), tmp_path / 'latest.pt')
+    m = load_official(path)
+    assert m.info['architecture']['num_heads'] == 5 and m.info['looks_like'] == []
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(m.target_encoder(x), model.target_encoder(x))
+
+
+def test_meta_tensors_survive_save_and_weights_only_load(tmp_path):
+    "What the fakes rely on: torch.save writes a meta tensor's shape without data, and weights_only gives it back."
+    torch.save({'w': torch.empty(100_000, 1000, device='meta')}, tmp_path / 'm.pt')
+    assert (tmp_path / 'm.pt').stat().st_size < 10_000
+    w = load_checkpoint(tmp_path / 'm.pt')['w']
+    assert w.is_meta and w.shape == (100_000, 1000)
+    assert load_checkpoint(tmp_path / 'm.pt', mmap=True)['w'].is_meta
