@@ -70,8 +70,10 @@ class TrainConfig:
     max_steps: int = 0                    # stop after this many optimisation steps (0: the whole schedule)
     on_nan: str = 'stop'                  # a NaN or infinite loss: 'stop' (latest.pt keeps the last good state) or 'skip' the update
     stop_on_collapse: bool = False        # save and stop when the collapse alarm fires (default: warn once and go on)
-    eval_knn: bool = True                 # k-NN evaluation on the test split after training
-    knn_train_images: int = 0             # reference images for k-NN (evenly spaced subset; 0 = the whole train split)
+    eval_probes: str = 'knn linear'       # probes on the target encoder after training (lesson 13): knn, linear, linear4, attentive; '' = none
+    eval_train_images: int = 0            # train images the probes learn from (evenly spaced subset; 0 = the whole train split)
+    knn_every: float = 0                  # online k-NN monitor every this many epochs, and before the first step (0 = off)
+    monitor_images: int = 2000            # train images for the online k-NN (evenly spaced; test images: half as many)
     preset: str = ''                      # the preset this config came from (set by `get_config`)
 
     def to_dict(self): return asdict(self)
@@ -82,12 +84,12 @@ _PAPER = dict(batch_size=2048, start_lr=2e-4, lr=1e-3, final_lr=1e-6, weight_dec
 
 # %% ../nbs/10_config.ipynb #538373a1
 PRESETS = {
-    # CPU baby, set by experiment (lesson 14): pretrains and evaluates in about 5 minutes on 2 cores. A small ViT
+    # CPU baby, set by experiment (lesson 14): pretrains and evaluates in about 6 minutes on 2 cores. A small ViT
     # (width 128, depth 4) and the variance-covariance penalty that keeps a few epochs from collapsing
     'cifar10_tiny': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
                          pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=2, warmup=0.1,
                          vc_weight=0.1, num_workers=0, bf16=False, log_every=5, diag_every=50, save_every_epochs=0,
-                         knn_train_images=10000),
+                         knn_every=0.5, eval_train_images=10000),
     # one GPU, about 10 minutes (designed from the CPU measurements; not yet timed on a GPU)
     'cifar10_small': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=384, depth=8, num_heads=6,
                           pred_depth=4, pred_emb_dim=192, min_keep=4, batch_size=256, epochs=50, warmup=5,

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['build_model', 'make_mask_collator', 'pick_device', 'init_distributed', 'micro_batch', 'make_loader', 'run_length',
            'RunLog', 'read_log', 'plot_log', 'checkpoint_state', 'restore', 'CollapseWatch', 'StopAtStepEnd',
-           'TrainingHalted', 'train', 'knn_eval', 'main']
+           'TrainingHalted', 'train', 'KnnMonitor', 'evaluate_run', 'eval_table', 'main']
 
 # %% ../nbs/15_train.ipynb #43cafd9a
 import os, sys, time, json, csv, signal, threading, warnings, contextlib
@@ -26,7 +26,7 @@ from .schedules import lr_at, wd_at, param_groups, set_lr_wd, schedule_lengths
 from .data import resolve_data, make_dataset, make_transforms, SeededSamples, ResumableSampler, MaskedBatchCollate
 from .checkpoint import atomic_save, load_checkpoint, CheckpointError
 from .diagnostics import collapse_report
-from .evaluate import extract_features, knn_accuracy
+from .evaluate import extract_features, knn_accuracy, evaluate_encoder, evenly_spaced, random_init_encoder, _in_memory
 
 # %% ../nbs/15_train.ipynb #30cc48a7
 def build_model(cfg):
@@ -113,8 +113,9 @@ def run_length(cfg, batches_per_epoch):
 class RunLog:
     "CSV log of a run; on resume it is rewritten to end at the checkpoint's step."
     fields = ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'img_per_s', 'elapsed_s', 'feat_std', 'rankme', 'pos_share',
-              'skipped', 'bad_images']   # skipped: updates skipped for a non-finite loss since the previous row
-                                         # (on_nan='skip'); bad_images: unreadable images replaced so far (lesson 08)
+              'skipped', 'bad_images', 'knn_top1']   # skipped: updates skipped for a non-finite loss since the previous
+                     # row (on_nan='skip'); bad_images: unreadable images replaced so far (lesson 08); knn_top1: the
+                     # online k-NN monitor (`knn_every`), on rows of its own
     def __init__(self, path, resume_step=None):
         self.path, rows = Path(path), []
         if resume_step is not None and self.path.exists():
@@ -132,12 +133,13 @@ def read_log(csv_path):
 
 # %% ../nbs/15_train.ipynb #4254644f
 def plot_log(csv_path, png_path=None, fig=None):
-    "Loss, schedules and collapse diagnostics of a run from its CSV log; saved as a PNG if `png_path` is given."
+    "Loss, schedules, collapse diagnostics and (if logged) the online k-NN accuracy of a run; saved as a PNG if asked."
     from matplotlib.figure import Figure
     log = read_log(csv_path)
     if not log['loss'][0]: return None
-    fig = fig or Figure(figsize=(15, 3.3))
-    axs = fig.subplots(1, 4)
+    knn = bool(log['knn_top1'][0])                                   # the online monitor ran (`knn_every`)
+    fig = fig or Figure(figsize=(18 if knn else 15, 3.3))
+    axs = fig.subplots(1, 5 if knn else 4)
     axs[0].plot(*log['loss']); axs[0].set(title='loss', xlabel='step', yscale='log')
     ax = axs[1]; ax.plot(*log['lr'], label='learning rate'); ax.set(title='learning rate and weight decay', xlabel='step', ylabel='lr')
     ax2 = ax.twinx(); ax2.plot(*log['wd'], color='C2', label='weight decay'); ax2.set_ylabel('weight decay')
@@ -147,6 +149,7 @@ def plot_log(csv_path, png_path=None, fig=None):
     ax3 = axs[3].twinx(); ax3.plot(*log['rankme'], color='C3', marker='.', label='rankme'); ax3.set_ylabel('rankme')
     axs[3].set(title='collapse diagnostics', xlabel='step', ylim=(0, None))
     axs[3].legend(handles=axs[3].get_lines() + ax3.get_lines(), fontsize=7, loc='center left')
+    if knn: axs[4].plot(*log['knn_top1'], marker='o', color='C4'); axs[4].set(title='online k-NN top-1 (%)', xlabel='step')
     fig.tight_layout()
     if png_path: fig.savefig(png_path, dpi=90)
     return fig
@@ -273,6 +276,8 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
     loss_sum, n_sum, step_loss = torch.zeros((), device=device), 0, torch.zeros((), device=device)
     skipped, skipped_row, collapsed = 0, 0, False
     watch = CollapseWatch()
+    monitor = KnnMonitor(cfg, root, device, every=max(1, round(cfg.knn_every * ipe))) if main and cfg.knn_every else None
+    if monitor and step == 0: log.write(step=0, epoch=0, knn_top1=f'{monitor(model.target_encoder):.2f}')   # the start
     stopper = StopAtStepEnd().install()
     try:
         while step < stop:
@@ -328,6 +333,8 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                     if main:
                         log.write(**row)
                         if bar: bar.set_postfix(loss=f'{last_loss:.4f}', lr=f'{lr:.2e}', m=f'{m:.4f}', ips=row['img_per_s'], refresh=False)
+                if monitor and step % monitor.every == 0:
+                    log.write(step=step, epoch=epoch, knn_top1=f'{monitor(model.target_encoder):.2f}')
                 if bar: bar.update(1)
                 if cfg.ckpt_every and step % cfg.ckpt_every == 0: save(latest)
                 if cfg.stop_on_collapse and collapsed:              # the weights are valid: keep them for inspection
@@ -364,28 +371,47 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                'checkpoint': str(latest), 'log': str(out / 'log.csv')}
     if main:
         summary['plot'] = str(out / 'loss.png') if plot_log(out / 'log.csv', out / 'loss.png') else None
-        if cfg.eval_knn: summary.update(knn_eval(cfg, model, root, device))
+        if cfg.eval_probes.split(): summary.update(evaluate_run(cfg, model, root, device))
         (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
     return summary
 
 # %% ../nbs/15_train.ipynb #4eaf1778
-def knn_eval(cfg, model, root, device):
-    "k-NN top-1 on the test split: the trained target encoder against the same architecture at its random init."
+class KnnMonitor:
+    "k-NN top-1 (%) of an encoder on small evenly spaced subsets of the train and test splits: the online monitor."
+    def __init__(self, cfg, root, device, every=1):   # every: steps between two checks
+        tfm = make_transforms(cfg.img_size, train=False)
+        self.train_ds = _in_memory(evenly_spaced(make_dataset(root, 'train', cfg.dataset, tfm), cfg.monitor_images))
+        self.test_ds = _in_memory(evenly_spaced(make_dataset(root, 'test', cfg.dataset, tfm), max(1, cfg.monitor_images // 2)))
+        self.device, self.every = device, every
+    def __call__(self, encoder):
+        ftr, ytr = extract_features(encoder, self.train_ds, device=self.device)   # decoded once, in memory
+        fte, yte = extract_features(encoder, self.test_ds, device=self.device)
+        return knn_accuracy(ftr, ytr, fte, yte, k=min(20, len(ftr)))
+
+# %% ../nbs/15_train.ipynb #32933b30
+def evaluate_run(cfg, model, root, device):
+    "The probes of `cfg.eval_probes` on the test split: the trained target encoder, then the same network at its random init."
     t0 = time.time()
     tfm = make_transforms(cfg.img_size, train=False)
-    train_ds, test_ds = make_dataset(root, 'train', cfg.dataset, tfm), make_dataset(root, 'test', cfg.dataset, tfm)
-    if cfg.knn_train_images and cfg.knn_train_images < len(train_ds):
-        stride = len(train_ds) // cfg.knn_train_images             # evenly spaced: every class kept in proportion
-        train_ds = torch.utils.data.Subset(train_ds, range(0, stride * cfg.knn_train_images, stride))
-    torch.manual_seed(cfg.seed)
-    baseline = build_model(cfg).target_encoder.to(device)         # the weights the run started from
-    res = {'knn_train_images': len(train_ds), 'knn_test_images': len(test_ds)}
-    for name, enc in (('knn_top1', model.target_encoder), ('knn_top1_random_init', baseline)):
-        ftr, ytr = extract_features(enc, train_ds, device=device)
-        fte, yte = extract_features(enc, test_ds, device=device)
-        res[name] = round(knn_accuracy(ftr, ytr, fte, yte), 2)
+    train_ds = _in_memory(evenly_spaced(make_dataset(root, 'train', cfg.dataset, tfm), cfg.eval_train_images))
+    test_ds = _in_memory(make_dataset(root, 'test', cfg.dataset, tfm))     # decoded once for both encoders (if small)
+    baseline = random_init_encoder(cfg).to(device)                 # the weights the run started from
+    probes = cfg.eval_probes.replace(',', ' ').split()
+    res = evaluate_encoder(model.target_encoder, train_ds, test_ds, probes=probes, device=device, seed=cfg.seed)
+    base = evaluate_encoder(baseline, train_ds, test_ds, probes=probes, device=device, seed=cfg.seed)
+    res.update({f'{k}_random_init': v for k, v in base.items() if k.endswith('_top1') and not k.endswith('train_top1')})
     res['eval_seconds'] = round(time.time() - t0, 1)
     return res
+
+def eval_table(s):  # a summary from `train` or `evaluate_run`
+    "The probes' top-1 (%) for the trained run beside its random init, as a small text table."
+    names = {'knn': 'k-NN (k=20)', 'linear': 'linear probe', 'linear4': 'linear probe, last 4 layers', 'attentive': 'attentive probe'}
+    rows = [(names.get(k[:-5], k[:-5]), s[k], s[f'{k}_random_init']) for k in s if f'{k}_random_init' in s]
+    n_train, n_test = s['train_images'], s['test_images']
+    out = [f"Evaluation of the target encoder on {n_test:,} test images (probes learn from {n_train:,} train images; {s['eval_seconds']:.0f} s):",
+           f"  {'probe':<30}{'trained':>9}{'random init':>13}"]
+    out += [f"  {n:<30}{a:>8.2f}%{b:>12.2f}%" for n, a, b in rows]
+    return '\n'.join(out)
 
 # %% ../nbs/15_train.ipynb #d2b21377
 def _describe(cfg, s):
@@ -412,8 +438,6 @@ def main(overrides: Param("config overrides as key=value, e.g. lr=5e-4 epochs=2"
     s = train(cfg, resume=resume, force=force)
     if int(os.environ.get('RANK', 0)) != 0: return
     print('\n' + _describe(cfg, s))
-    if 'knn_top1' in s:
-        print(f"k-NN top-1 (k=20) on {s['knn_test_images']:,} test images: {s['knn_top1']:.2f}% "
-              f"(the same model at its random init: {s['knn_top1_random_init']:.2f}%; evaluation took {s['eval_seconds']:.0f} s)")
+    if 'eval_seconds' in s: print(eval_table(s))
     folder = Path(s['checkpoint']).parent
     print(f"checkpoint: {s['checkpoint']}\nlog:        {s['log']}\nplot:       {s.get('plot')}\nmetrics:    {folder / 'metrics.json'}")

@@ -25,8 +25,8 @@ def toy(tmp_path_factory):
             Image.fromarray(((np.stack([a, a.T, -a], -1) * .5 + .5) * 255).astype(np.uint8)).save(d / f'{i}.png')
     return root
 
-TOY_RUN = dict(device='cpu', batch_size='16', epochs='2', warmup='0.5', log_every='1', diag_every='2', eval_knn='false',
-               knn_train_images='0')
+TOY_RUN = dict(device='cpu', batch_size='16', epochs='2', warmup='0.5', log_every='1', diag_every='2', eval_probes='',
+               eval_train_images='0')
 
 def cfg_for(toy, out, **kw):
     "cifar10_tiny on the toy tree: 48 images / 16 = 3 steps per epoch, 2 epochs, no evaluation unless asked."

@@ -111,3 +111,202 @@ def test_end_to_end_on_a_tiny_imagefolder(tmp_path):
     fte, yte = extract_features(enc, make_dataset(tmp_path, 'test', transform=tfm))
     assert ftr.shape == (24, 24) and sorted(ytr.tolist()) == [0] * 12 + [1] * 12
     assert knn_accuracy(ftr, ytr, fte, yte, k=5) == 100.0                                # dark vs bright: trivial
+
+
+# ---- the last four blocks, the probes, the command (issue 4) ----
+import json
+from torch.utils.data import TensorDataset
+from ijepa_edu.evaluate import (linear_probe, attentive_probe, AttentiveProbe, evaluate_encoder, evaluate_pixels,
+                                parse_probes, evaluate_checkpoint, write_metrics, standardize, main)
+from ijepa_edu.checkpoint import atomic_save, CheckpointError
+from ijepa_edu.config import get_config
+from conftest import cfg_for
+
+
+def test_last_four_blocks_match_the_blocks_run_by_hand():
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=5, num_heads=3)
+    x = torch.randn(6, 3, 16, 16)
+    with torch.no_grad():
+        h, outs = enc.patch_embed(x) + enc.pos_embed, []
+        for blk in enc.blocks: h = blk(h); outs.append(h)                               # 5 x (6, 16, 24)
+        normed = torch.cat([enc.norm(o).mean(1) for o in outs[1:]], 1)                  # blocks 2..5, each normed
+        raw = torch.cat([o.mean(1) for o in outs[1:]], 1)
+    f4, y = extract_features(enc, IntLabels(x), batch_size=4, layers=4)
+    assert f4.shape == (6, 96) and y.tolist() == [i % 3 for i in range(6)]
+    assert torch.allclose(f4, normed, atol=1e-5)
+    assert torch.allclose(f4[:, -24:], extract_features(enc, IntLabels(x))[0], atol=1e-6)   # last quarter = layers=1
+    assert torch.allclose(extract_features(enc, IntLabels(x), layers=4, norm=False)[0], raw, atol=1e-5)
+    tok, _ = extract_features(enc, IntLabels(x), layers=2, pool='none')
+    assert tok.shape == (6, 16, 48) and torch.allclose(tok.mean(1), f4[:, 48:], atol=1e-5)
+    assert all(len(b._forward_hooks) == 0 for b in enc.blocks)                          # hooks removed
+    with pytest.raises(ValueError, match='the encoder has 5 blocks'): extract_features(enc, IntLabels(x), layers=6)
+    with pytest.raises(ValueError, match="choose 'avg'"): extract_features(enc, IntLabels(x), pool='cls')
+
+
+def separable(n, seed, margin=1.0):
+    "Points in 20-D labelled by the largest of 3 linear scores, kept where the top two differ by `margin`."
+    W = torch.randn(20, 3, generator=gen(3))
+    x = torch.randn(4 * n, 20, generator=gen(seed))
+    s = (x @ W).sort(1).values
+    x = x[s[:, -1] - s[:, -2] > margin][:n]
+    return x, (x @ W).argmax(1)
+
+
+def test_linear_probe_learns_separable_data_not_shuffled_labels():
+    (xtr, ytr), (xte, yte) = separable(600, 1), separable(300, 2)
+    r = linear_probe(5 * xtr + 3, ytr, 5 * xte + 3, yte)                                # scale and offset: standardised away
+    assert r['train_top1'] == 100.0 and r['top1'] > 98, r
+    assert r['weight_decay'] in r['val_top1'] and r['val_top1'][r['weight_decay']] == max(r['val_top1'].values())
+    r2 = linear_probe(5 * xtr + 3, ytr, 5 * xte + 3, yte)
+    assert r2['top1'] == r['top1'] and torch.equal(r2['model'].weight, r['model'].weight)   # deterministic for a seed
+    shuffled = ytr[torch.randperm(len(ytr), generator=gen(4))]
+    rs = linear_probe(xtr, shuffled, xte, yte)
+    assert rs['top1'] < 100 / 3 + 8, rs['top1']                                          # chance is 33%
+    with pytest.raises(ValueError, match='2 labels for 300 test samples'): linear_probe(xtr, ytr, xte, yte[:2])
+    with pytest.raises(ValueError, match='same shape after N'): linear_probe(xtr, ytr, xte[:, :5], yte)
+
+
+def test_linear_probe_reaches_the_regularised_optimum():
+    "One fixed lambda: the probe's objective matches full-batch L-BFGS in float64 on the same standardised features."
+    g = gen(5)
+    x = torch.randn(500, 30, generator=g) @ torch.randn(30, 30, generator=g) + 2
+    y = (x @ torch.randn(30, 4, generator=g) + 3 * torch.randn(500, 4, generator=g)).argmax(1)
+    lam = 1e-2
+    xs, = standardize(x)
+    W = torch.zeros(30, 4, dtype=torch.float64, requires_grad=True); b = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn='strong_wolfe')
+    obj = lambda W, b: torch.nn.functional.cross_entropy(xs.double() @ W + b, y) + lam / 2 * W.pow(2).sum()
+    def closure():
+        opt.zero_grad(); l = obj(W, b); l.backward(); return l
+    opt.step(closure)
+    m = linear_probe(x, y, x, y, weight_decay=lam)['model']
+    assert abs(obj(m.weight.double(), m.bias.double()).item() - obj(W, b).item()) < 1e-3
+
+
+def one_token_task(n, seed, T=16, D=32, C=4):
+    "The class is in one flagged token; the other tokens carry random classes, so their average says little."
+    g = gen(seed)
+    means = 2 * torch.randn(C, D, generator=gen(99))
+    y = torch.randint(0, C, (n,), generator=g)
+    x = means[torch.randint(0, C, (n, T), generator=g)] + torch.randn(n, T, D, generator=g)
+    pos = torch.randint(0, T, (n,), generator=g)
+    x[torch.arange(n), pos] = means[y] + torch.randn(n, D, generator=g)
+    x[torch.arange(n), pos, 0] += 6.0
+    return x, y
+
+
+def test_attentive_probe_finds_the_token_that_average_pooling_dilutes():
+    (xtr, ytr), (xte, yte) = one_token_task(1500, 1), one_token_task(400, 2)
+    att = attentive_probe(xtr, ytr, xte, yte, epochs=15)
+    avg = linear_probe(xtr.mean(1), ytr, xte.mean(1), yte)
+    assert att['top1'] > 90 and avg['top1'] < 45, (att['top1'], avg['top1'])
+    p = AttentiveProbe(32, 4)
+    with torch.no_grad(): p.kv.bias.normal_(); p.query.normal_()
+    assert torch.allclose(p(xte[:8], fast=True), p(xte[:8], fast=False), atol=1e-4)      # folded = readable attention
+    with pytest.raises(ValueError, match='patch tokens'): attentive_probe(xtr.mean(1), ytr, xte.mean(1), yte)
+
+
+def test_evaluate_encoder_runs_each_probe_on_one_pass():
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=3, num_heads=3)
+    x, y = torch.randn(40, 3, 16, 16), torch.arange(40) % 2
+    x[y == 1] += 1.0                                                                     # brighter class: easy
+    tr, te = TensorDataset(x[:30], y[:30]), TensorDataset(x[30:], y[30:])
+    kw = dict(weight_decay=1e-2)
+    r = evaluate_encoder(enc, tr, te, probes='knn,linear,linear4', linear_kw=kw)
+    f, _ = extract_features(enc, tr, layers=3); g_, _ = extract_features(enc, te, layers=3)
+    assert r['knn_top1'] == round(knn_accuracy(f[:, -24:], y[:30], g_[:, -24:], y[30:]), 2)
+    assert r['linear4_top1'] == round(linear_probe(f, y[:30], g_, y[30:], **kw)['top1'], 2) and r['linear4_layers'] == 3
+    assert (r['train_images'], r['test_images']) == (30, 10) and 'attentive_top1' not in r
+    px = evaluate_pixels(tr, te, probes=['knn'])
+    assert set(px) == {'knn_top1', 'seconds'} and px['knn_top1'] == 100.0
+    assert parse_probes(['attentive knn', 'linear4']) == ('knn', 'linear4', 'attentive')
+    with pytest.raises(ValueError, match="Unknown probe 'svm'"): parse_probes('knn,svm')
+
+
+def make_run(toy, out, step=2):
+    "A checkpoint as ijepa_train writes it (checkpoint_state), a couple of I-JEPA steps in, and a training summary."
+    from ijepa_edu.train import build_model, checkpoint_state, make_mask_collator
+    cfg = cfg_for(toy, out)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    collate, loss = make_mask_collator(cfg), torch.tensor(float('nan'))
+    for s in range(step):
+        imgs = torch.randn(8, 3, 32, 32, generator=gen(s))
+        loss = model(imgs, *collate.sample(8)); opt.zero_grad(); loss.backward(); opt.step(); model.ema_step(0.99)
+    atomic_save(checkpoint_state(model, opt, cfg, step=step, epoch=0, pos=step, loss=loss.item()), out / 'latest.pt')
+    (out / 'metrics.json').write_text(json.dumps({'preset': 'cifar10_tiny', 'steps': step, 'knn_top1': 12.5}))
+    return out / 'latest.pt'
+
+
+def test_main_adds_the_evaluation_to_metrics_and_keeps_the_summary(toy, tmp_path, capsys, one_thread):
+    ck = make_run(toy, tmp_path / 'run')
+    main(ckpt=str(ck), probe=['knn', 'linear'], baselines=True, device='cpu')
+    out = capsys.readouterr().out
+    assert 'k-NN' in out and 'linear' in out and 'random init' in out and 'raw pixels' in out, out
+    m = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert (m['preset'], m['steps'], m['knn_top1']) == ('cifar10_tiny', 2, 12.5)            # training summary kept
+    ev = m['evaluation']
+    assert (ev['train_images'], ev['test_images'], ev['step'], ev['encoder']) == (48, 24, 2, 'target')
+    for r in (ev, ev['random_init'], ev['pixels']): assert 0 <= r['knn_top1'] <= 100 and 0 <= r['linear_top1'] <= 100
+    main(ckpt=str(ck), probe=['linear4'], device='cpu')                                      # same images: merged
+    ev2 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation']
+    assert ev2['knn_top1'] == ev['knn_top1'] and 'linear4_top1' in ev2 and 'pixels' in ev2
+    main(ckpt=str(ck), probe=['knn'], train_images=24, device='cpu')                         # other images: replaced
+    ev3 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation']
+    assert ev3['train_images'] == 24 and 'linear_top1' not in ev3
+    main(ckpt=str(ck), probe=['knn'], encoder='context', device='cpu')
+    assert json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation_context']['encoder'] == 'context'
+
+
+def test_bad_input_names_the_fix(toy, tmp_path, one_thread):
+    ck = make_run(toy, tmp_path / 'run', step=0)
+    def fails(match, **kw):
+        with pytest.raises(SystemExit) as e: main(**{'ckpt': str(ck), 'device': 'cpu', **kw})
+        assert str(e.value.code).startswith('ijepa_eval: ') and match in str(e.value.code), e.value.code
+    fails('does not exist', ckpt=str(tmp_path / 'missing.pt'))
+    (tmp_path / 'cut.pt').write_bytes(ck.read_bytes()[:5000])
+    fails('truncated', ckpt=str(tmp_path / 'cut.pt'))
+    torch.save({'target_encoder': {}}, tmp_path / 'official.pt')
+    fails('not written by ijepa_train', ckpt=str(tmp_path / 'official.pt'))
+    fails("does not exist: check --data", data=str(tmp_path / 'nowhere'))
+    fails("Unknown probe 'svm'", probe=['knn', 'svm'])
+    fails("choose 'target'", encoder='student')
+    fails('No checkpoint given', ckpt=None)
+    c = torch.load(ck, weights_only=True); c['config']['embed_dim'] = 64; torch.save(c, tmp_path / 'edited.pt')
+    fails('does not fit the model its own config describes', ckpt=str(tmp_path / 'edited.pt'))
+    c = torch.load(ck, weights_only=True); c['config']['data'] = 'elsewhere/cifar10'; torch.save(c, tmp_path / 'moved.pt')
+    fails("run's own data path 'elsewhere/cifar10'", ckpt=str(tmp_path / 'moved.pt'))
+
+
+def test_write_metrics_merges_same_images_and_moves_a_broken_file_aside(tmp_path):
+    p = tmp_path / 'metrics.json'
+    same = dict(checkpoint='a.pt', step=3, encoder='target', train_images=10, test_images=5)
+    write_metrics(p, 'evaluation', {**same, 'knn_top1': 1.0, 'pixels': {'knn_top1': 2.0}})
+    write_metrics(p, 'evaluation', {**same, 'linear_top1': 3.0, 'pixels': {'linear_top1': 4.0}})
+    ev = json.loads(p.read_text())['evaluation']
+    assert ev['knn_top1'] == 1.0 and ev['linear_top1'] == 3.0 and ev['pixels'] == {'knn_top1': 2.0, 'linear_top1': 4.0}
+    write_metrics(p, 'evaluation', {**same, 'step': 4, 'knn_top1': 5.0})
+    assert 'linear_top1' not in json.loads(p.read_text())['evaluation']                # another step: replaced
+    p.write_text('{"half a json')
+    with pytest.warns(UserWarning, match='moved to'): write_metrics(p, 'evaluation', {**same, 'knn_top1': 6.0})
+    assert (tmp_path / 'metrics.json.bad').read_text() == '{"half a json'
+    assert json.loads(p.read_text())['evaluation']['knn_top1'] == 6.0
+
+
+def test_command_line_parses_probe_lists(toy, tmp_path, capsys, one_thread):
+    "The console script's argument parser (as `ijepa_eval` builds it), run in-process: a comma list and plain lists."
+    from fastcore.script import anno_parser
+    ck = make_run(toy, tmp_path / 'run', step=0)
+    parser = anno_parser(main.__wrapped__)
+    args = vars(parser.parse_args(['--ckpt', str(ck), '--probe', 'knn,linear', '--device', 'cpu', '--train_images', '24',
+                                   '--test_images', '12', '--baselines']))
+    assert args['probe'] == ['knn,linear'] and args['baselines'] is True and args['train_images'] == 24
+    main(**{k: v for k, v in args.items() if k not in ('xtra', 'pdb')})
+    assert 'k-NN' in capsys.readouterr().out
+    ev = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation']
+    assert (ev['train_images'], ev['test_images']) == (24, 12) and {'knn_top1', 'linear_top1'} <= set(ev)
+    assert ev['random_init']['knn_top1'] == ev['knn_top1']       # step 0: the checkpoint holds the run's initial weights
+    assert vars(parser.parse_args(['--ckpt', 'x', '--probe', 'knn', 'attentive']))['probe'] == ['knn', 'attentive']

@@ -195,7 +195,7 @@ BROKEN = textwrap.dedent('''
             return self.ds[i]
     T.make_dataset = lambda *a, **k: Broken(real(*a, **k))
     T.train(get_config('cifar10_tiny', data=data, out=out, device='cpu', batch_size='16', epochs='2', warmup='0.5',
-                       eval_knn='false', num_workers='2'), quiet=True)
+                       eval_probes='', num_workers='2'), quiet=True)
 ''')
 
 @pytest.mark.parametrize('mode,expect', [('raise', ['Caught ValueError in DataLoader worker process', 'image 5 is broken']),

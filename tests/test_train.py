@@ -12,14 +12,15 @@ from ijepa_edu.checkpoint import CheckpointError
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 def test_run_writes_outputs_and_evaluates(toy, tmp_path):
-    s = T.train(cfg_for(toy, tmp_path / 'r', eval_knn='true', save_every_epochs='1'), quiet=True)
+    s = T.train(cfg_for(toy, tmp_path / 'r', eval_probes='knn linear', knn_every='1', save_every_epochs='1'), quiet=True)
     assert s['steps'] == 6 and s['total_steps'] == 6 and s['epochs_done'] == 2
     assert {p.name for p in (tmp_path / 'r').iterdir()} == {'latest.pt', 'ep1.pt', 'ep2.pt', 'log.csv', 'loss.png', 'metrics.json'}
     assert torch.load(tmp_path / 'r' / 'ep1.pt', weights_only=True)['step'] == 3     # periodic: after epoch 1's 3 steps
     m = json.loads((tmp_path / 'r' / 'metrics.json').read_text())
-    assert 0 <= m['knn_top1'] <= 100 and 0 <= m['knn_top1_random_init'] <= 100 and m['knn_test_images'] == 24
+    for k in ('knn_top1', 'knn_top1_random_init', 'linear_top1', 'linear_top1_random_init'): assert 0 <= m[k] <= 100
     rows = (tmp_path / 'r' / 'log.csv').read_text().strip().splitlines()
-    assert len(rows) == 1 + 6
+    assert len(rows) == 1 + 6 + 3                                 # 6 steps, and the online k-NN at steps 0, 3 and 6
+    assert T.read_log(tmp_path / 'r' / 'log.csv')['knn_top1'][0] == [0, 3, 6]
     ck = torch.load(tmp_path / 'r' / 'latest.pt', weights_only=True)
     official = {'encoder', 'predictor', 'target_encoder', 'opt', 'scaler', 'epoch', 'loss', 'batch_size', 'world_size', 'lr'}
     assert official <= ck.keys() and ck['step'] == 6 and ck['epoch'] == 2 and ck['epoch_batch'] == 0
@@ -78,7 +79,7 @@ def _run(cmd, cwd, timeout=180):
 
 def test_cli_prints_what_ran_and_where(toy, tmp_path):
     r = _run(['ijepa_train', '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'cli'),
-              '--device', 'cpu', '--max_steps', '2', 'batch_size=16', 'knn_train_images=0'], tmp_path)
+              '--device', 'cpu', '--max_steps', '2', 'batch_size=16', 'eval_train_images=0'], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     for text in ('Trained cifar10_tiny', '2 steps', 'k-NN top-1', 'checkpoint:', 'log:', 'plot:', 'metrics:'):
         assert text in r.stdout, (text, r.stdout)
@@ -91,7 +92,7 @@ def test_cli_rejects_unknown_field(toy, tmp_path):
 def test_torchrun_two_processes_gloo(toy, tmp_path):
     r = _run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'ijepa_edu.train',
               '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'ddp'), '--device', 'cpu',
-              '--max_steps', '3', 'batch_size=16', 'eval_knn=false', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=2'], tmp_path, timeout=240)
+              '--max_steps', '3', 'batch_size=16', 'eval_probes=', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=2'], tmp_path, timeout=240)
     assert r.returncode == 0, r.stderr[-4000:]
     ck = torch.load(tmp_path / 'ddp' / 'latest.pt', weights_only=True)
     assert ck['world_size'] == 2 and ck['step'] == 3
