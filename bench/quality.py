@@ -66,7 +66,11 @@ def main(argv=None):
     res = {'preset': a.preset, 'overrides': a.overrides, 'machine': machine(), 'command': ' '.join(sys.argv)}
     if a.ckpt:
         enc, ck = trained_encoder(get_config(a.preset, **{**ck_overrides(a.ckpt), 'data': a.data}), a.ckpt)
-        res['budget'] = {'steps': ck['step'], 'note': f'scored from {a.ckpt}'}
+        res['budget'] = {'steps': ck['step'], 'note': f'scored from {a.ckpt}', 'batch_size': ck['config']['batch_size']}
+        run = Path(a.ckpt).parent / 'metrics.json'                 # the training summary ijepa_train wrote beside it
+        if run.exists():
+            s = json.loads(run.read_text())
+            res['budget'].update({k: s[k] for k in ('epochs_done', 'images', 'train_seconds', 'img_per_s', 'device') if k in s})
     else:
         s = train(cfg)
         enc, _ = trained_encoder(cfg, s['checkpoint'])
