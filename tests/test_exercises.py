@@ -68,7 +68,6 @@ def test_exercise_format(nb):
     assert problems(load(nb)) == [], nb.name
 
 
-@pytest.mark.xfail(strict=False, reason='exercises are being added')
 def test_every_lesson_has_exercises():
     missing = [nb.name for nb in LESSONS if nb not in WITH_EXERCISES]
     assert not missing, f'lessons without "{HEADER}": {missing}'
