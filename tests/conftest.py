@@ -26,7 +26,7 @@ def toy(tmp_path_factory):
     return root
 
 TOY_RUN = dict(device='cpu', batch_size='16', epochs='2', warmup='0.5', log_every='1', diag_every='2', eval_probes='',
-               eval_train_images='0')
+               eval_train_images='0', knn_every='0')   # the online monitor: tested on its own (test_train.py)
 
 def cfg_for(toy, out, **kw):
     "cifar10_tiny on the toy tree: 48 images / 16 = 3 steps per epoch, 2 epochs, no evaluation unless asked."

@@ -215,3 +215,74 @@ def test_fake_official_checkpoint_loads_strict(tmp_path):
         ctx = [torch.arange(0, N, 2).repeat(1, 1)]
         z = encoder(torch.randn(1, 3, 224, 224), ctx)
         assert predictor(z, ctx, [torch.arange(1, 20, 2).repeat(1, 1)]).shape == (1, 10, D)
+
+
+# ---- fast paths against teaching paths (issue 5) -------------------------------------------------------------
+def gather_and_grad(x, masks, batched):
+    "apply_masks' output and the gradient it sends back to the tokens, under a loss that weighs every row differently."
+    x = x.clone().requires_grad_()
+    out = apply_masks(x, masks, batched=batched)
+    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    return out.detach(), x.grad
+
+
+@pytest.mark.parametrize("B,N,D,M,K", [(1, 4, 2, 1, 4), (3, 20, 5, 4, 7), (128, 64, 16, 4, 8)])
+def test_batched_gather_equals_loop(B, N, D, M, K):
+    "One gather for all masks = one index per (mask, image) = token by token: values and gradients."
+    g = torch.Generator().manual_seed(B + M)
+    x = torch.randn(B, N, D, generator=g)
+    masks = [torch.randint(0, N, (B, K), generator=g) for _ in range(M)]       # repeated indices: gradients accumulate
+    (o1, g1), (o2, g2) = gather_and_grad(x, masks, True), gather_and_grad(x, masks, False)
+    fct.test_eq(o1, o2)
+    fct.test_eq(o1, naive_apply_masks(x, masks))
+    torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-6)
+    assert g1.abs().sum() > 0
+
+
+def test_masks_of_different_lengths_are_refused():
+    x = torch.randn(2, 16, 3)
+    for batched in (True, False):
+        with pytest.raises(ValueError, match='different numbers of tokens'):
+            apply_masks(x, [torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long)], batched=batched)
+
+
+def encoder_grads(model, imgs, masks):
+    model.zero_grad(set_to_none=True)
+    out = model(imgs, masks)
+    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("switch", [dict(batched_gather=False), dict(grad_checkpointing=True), dict(fused_attn=False),
+                                    dict(batched_gather=False, grad_checkpointing=True, fused_attn=False)])
+def test_encoder_switches_change_no_number(switch):
+    "Every speed or memory switch of the encoder gives the default's features and gradients."
+    torch.manual_seed(0)
+    kw = dict(img_size=32, patch_size=4, embed_dim=48, depth=3, num_heads=3)
+    ref, other = VisionTransformer(**kw), VisionTransformer(**kw, **switch)
+    other.load_state_dict(ref.state_dict())
+    imgs = torch.randn(4, 3, 32, 32)
+    masks = [torch.stack([torch.randperm(64)[:20] for _ in range(4)])]
+    (o1, g1), (o2, g2) = encoder_grads(ref, imgs, masks), encoder_grads(other, imgs, masks)
+    torch.testing.assert_close(o2, o1, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g2, g1): torch.testing.assert_close(a, b, rtol=1e-5, atol=max(1e-6, 1e-5 * b.abs().max().item()))  # float sums
+
+
+def test_grad_checkpointing_recomputes_and_saves_memory():
+    "With checkpointing each block's forward runs again in the backward pass, and fewer activations are kept."
+    import sys, pathlib
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'bench'))
+    from bench_util import PeakMemory
+    torch.manual_seed(0)
+    kw = dict(img_size=32, patch_size=4, embed_dim=48, depth=4, num_heads=3)
+    imgs, peaks, calls = torch.randn(8, 3, 32, 32), [], []
+    for ckpt in (False, True):
+        m = VisionTransformer(**kw, grad_checkpointing=ckpt)
+        n = []
+        m.blocks[0].register_forward_pre_hook(lambda *_: n.append(1))   # pre: the recompute may stop early
+        with PeakMemory() as mem: m(imgs).square().mean().backward()
+        peaks.append(mem.peak); calls.append(len(n))
+        with torch.no_grad(): m(imgs)                                           # no gradients: no checkpointing
+        calls[-1] = (calls[-1], len(n))
+    assert calls == [(1, 2), (2, 3)]                                            # forward, recompute, then no_grad forward
+    assert peaks[1] < 0.75 * peaks[0]

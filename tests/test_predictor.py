@@ -129,3 +129,39 @@ def test_bad_inputs(models):
     z = torch.randn(2 * B, 20, D)
     with pytest.raises(ValueError, match='do not match masks_x'): pred(z[:B], masks_enc, masks_pred)     # one mask's worth
     with pytest.raises(ValueError, match='do not match masks_x'): pred(z[:, :10], masks_enc, masks_pred) # wrong Kc
+
+
+# ---- fast paths against teaching paths (issue 5) -------------------------------------------------------------
+def predictions_and_grads(pred, z, masks_enc, masks_pred):
+    pred.zero_grad(set_to_none=True)
+    z = z.clone().requires_grad_()
+    out = pred(z, masks_enc, masks_pred)
+    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    return out.detach(), [z.grad] + [p.grad.clone() for p in pred.parameters()]
+
+
+@pytest.mark.parametrize("nenc,npred", [(1, 4), (2, 3)])
+@pytest.mark.parametrize("switch", [dict(batched_blocks=False), dict(batched_gather=False), dict(grad_checkpointing=True),
+                                    dict(fused_attn=False),
+                                    dict(batched_blocks=False, batched_gather=False, grad_checkpointing=True, fused_attn=False)])
+def test_predictor_switches_change_no_number(switch, nenc, npred):
+    "One pass per block, the per-image gather, checkpointing, written-out attention: the default's outputs and gradients."
+    torch.manual_seed(0)
+    kw = dict(num_patches=N, embed_dim=D, predictor_embed_dim=d, depth=2, num_heads=3)
+    ref, other = vit_predictor(**kw), vit_predictor(**kw, **switch)
+    other.load_state_dict(ref.state_dict())
+    masks_enc, masks_pred = make_masks(nenc, npred, seed=4)
+    z = torch.randn(nenc * B, 20, D)
+    (o1, g1), (o2, g2) = predictions_and_grads(ref, z, masks_enc, masks_pred), predictions_and_grads(other, z, masks_enc, masks_pred)
+    torch.testing.assert_close(o2, o1, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g2, g1): torch.testing.assert_close(a, b, rtol=1e-5, atol=max(1e-6, 1e-5 * b.abs().max().item()))  # float sums
+
+
+def test_one_pass_per_block_is_the_paper_loop():
+    "batched_blocks=False runs the predictor once per target block: the first block's forward is called npred times."
+    pred = vit_predictor(num_patches=N, embed_dim=D, predictor_embed_dim=d, depth=1, num_heads=3, batched_blocks=False)
+    shapes = []
+    pred.predictor_blocks[0].register_forward_pre_hook(lambda mod, inp: shapes.append(tuple(inp[0].shape[:2])))
+    masks_enc, masks_pred = make_masks(2, 4)
+    with torch.no_grad(): pred(torch.randn(2 * B, 20, D), masks_enc, masks_pred)
+    assert shapes == [(2 * B, 26)] * 4                                 # nenc * B sequences of Kc + Kt, four times

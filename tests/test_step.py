@@ -174,3 +174,56 @@ if __name__ == '__main__':  # measure the factor over seeds: python tests/test_s
     for s in range(10):
         l = overfit(seed=s)
         print(s, f"{l[:5].mean():.4f} -> {l[-5:].mean():.4f}: {l[:5].mean() / l[-5:].mean():.1f}x")
+
+
+# ---- fast paths against teaching paths (issue 5) -------------------------------------------------------------
+from ijepa_edu.step import set_fast_paths
+
+
+def loss_and_grads(model, imgs, masks_enc, masks_pred):
+    for p in model.trainable_parameters(): p.grad = None
+    loss = model(imgs, masks_enc, masks_pred)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.trainable_parameters()]
+
+
+@pytest.mark.parametrize('levers', [dict(on=False), dict(sdpa=False), dict(batched_gather=False), dict(batched_blocks=False)])
+def test_teaching_path_equals_fast_path_cifar10_tiny(levers):
+    "The cifar10_tiny step (the bench's model, penalty included): each lever off, and all off, give the same loss and gradients."
+    from ijepa_edu.config import get_config
+    from ijepa_edu.train import build_model, make_mask_collator
+    cfg = get_config('cifar10_tiny')
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    imgs = toy_images(16)
+    masks_enc, masks_pred = make_mask_collator(cfg).sample(16, gen=torch.Generator().manual_seed(0))
+    loss_f, grads_f = loss_and_grads(set_fast_paths(model), imgs, masks_enc, masks_pred)
+    loss_t, grads_t = loss_and_grads(set_fast_paths(model, **levers), imgs, masks_enc, masks_pred)
+    torch.testing.assert_close(loss_t, loss_f, rtol=1e-6, atol=1e-6)
+    scale = max(g.abs().max().item() for g in grads_f)
+    for a, b in zip(grads_t, grads_f): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_set_fast_paths_reaches_every_network():
+    model = tiny_ijepa(depth=1)
+    set_fast_paths(model, False, batched_blocks=True)
+    attns = [m for m in model.modules() if hasattr(m, 'fused')]
+    assert len(attns) == 1 + 1 + 2 and not any(m.fused for m in attns)    # encoder, target encoder (depth 1), predictor (2)
+    assert not model.encoder.batched_gather and not model.target_encoder.batched_gather and not model.predictor.batched_gather
+    assert model.predictor.batched_blocks
+    assert set_fast_paths(model) is model and all(m.fused for m in attns) and model.target_encoder.batched_gather
+
+
+def test_target_features_follow_the_encoder_switch(monkeypatch):
+    "batched=None takes the target encoder's batched_gather; the per-image loop gives the same targets."
+    import ijepa_edu.step as S
+    imgs, model = toy_images(), tiny_ijepa(depth=1)
+    _, masks_pred = masks(seed=6)
+    seen = []
+    real = S.apply_masks
+    monkeypatch.setattr(S, 'apply_masks', lambda x, m, batched=True: seen.append(batched) or real(x, m, batched))
+    h_fast = target_features(model.target_encoder, imgs, masks_pred)
+    model.target_encoder.batched_gather = False
+    h_loop = target_features(model.target_encoder, imgs, masks_pred)
+    assert seen == [True, False]
+    fct.test_eq(h_loop, h_fast)

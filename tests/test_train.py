@@ -81,7 +81,7 @@ def test_cli_prints_what_ran_and_where(toy, tmp_path):
     r = _run(['ijepa_train', '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'cli'),
               '--device', 'cpu', '--max_steps', '2', 'batch_size=16', 'eval_train_images=0'], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    for text in ('Trained cifar10_tiny', '2 steps', 'k-NN top-1', 'checkpoint:', 'log:', 'plot:', 'metrics:'):
+    for text in ('Trained cifar10_tiny', '2 steps', 'k-NN (k=20)', 'linear probe', 'random init', 'checkpoint:', 'log:', 'plot:', 'metrics:'):
         assert text in r.stdout, (text, r.stdout)
     assert (tmp_path / 'cli' / 'latest.pt').exists()
 
@@ -92,7 +92,7 @@ def test_cli_rejects_unknown_field(toy, tmp_path):
 def test_torchrun_two_processes_gloo(toy, tmp_path):
     r = _run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'ijepa_edu.train',
               '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'ddp'), '--device', 'cpu',
-              '--max_steps', '3', 'batch_size=16', 'eval_probes=', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=2'], tmp_path, timeout=240)
+              '--max_steps', '3', 'batch_size=16', 'eval_probes=', 'knn_every=0', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=2'], tmp_path, timeout=240)
     assert r.returncode == 0, r.stderr[-4000:]
     ck = torch.load(tmp_path / 'ddp' / 'latest.pt', weights_only=True)
     assert ck['world_size'] == 2 and ck['step'] == 3

@@ -1,0 +1,73 @@
+"""The benchmark scripts run (smoke runs with tiny models; no timing is asserted), and their tools count right."""
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'bench'))
+import bench_util
+import gpu_step
+
+KEYS = {'benchmark', 'case', 'teaching', 'fast', 'unit', 'note'}
+
+
+def check_rows(rows):
+    assert rows and all(set(r) == KEYS for r in rows), rows
+    for r in rows:
+        for k in ('teaching', 'fast'): assert r[k] is None or r[k] > 0, r
+
+
+def test_run_quick_prints_the_table(tmp_path):
+    "`bench/run.py --quick` (the CPU step module) prints the machine, a Markdown table and saves the JSON."
+    out = tmp_path / 'rows.json'
+    res = subprocess.run([sys.executable, 'bench/run.py', '--quick', '--only', 'step_cpu', 'gpu_step', '--threads', '1',
+                          '--json', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert '| benchmark | case | teaching | fast |' in res.stdout and 'torch ' in res.stdout and 'cores' in res.stdout
+    saved = json.loads(out.read_text())
+    check_rows(saved['rows'])
+    cases = {r['case'] for r in saved['rows']}
+    assert any('teaching path -> fast path' in c for c in cases) and any('gradient checkpointing' in c for c in cases)
+    if not torch.cuda.is_available(): assert any('gpu_step: skipped' in s for s in saved['skipped'])
+    step = next(r for r in saved['rows'] if r['benchmark'] == 'cpu step')
+    loss_diff = float(step['note'].split('|difference| ')[1].split(',')[0])
+    assert loss_diff < 1e-5                                                     # the same loss on the same batch
+
+
+def test_gpu_step_code_path_on_cpu():
+    "gpu_step's step, FLOP count and row on the CPU with a one-block ViT-Ti (errors only; CPU timings mean nothing)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: rows = gpu_step.measure(models=('vit_tiny:4',), batch=2, img=64, steps=1, warmup=1, pred_depth=1, device='cpu',
+                                 depth=1, pred_width=48, grad_ckpt=True)
+    finally: torch.set_num_threads(n)
+    check_rows(rows)
+    assert rows[0]['fast'] and 'grad checkpointing' in rows[0]['case']
+
+
+@pytest.mark.parametrize('n,D,r', [(50, 64, 4.0), (197, 96, 48 / 11)])
+def test_block_flops_match_pytorchs_counter(n, D, r):
+    "The docstring's FLOP count of a block, 2n(4+2r)D^2 + 4n^2 D, against PyTorch's FlopCounterMode."
+    from torch.utils.flop_counter import FlopCounterMode
+    from ijepa_edu.encoder import Block
+    blk = Block(D, num_heads=4, mlp_ratio=r, fused=False)                       # the counter does not see the CPU's SDPA kernel
+    with FlopCounterMode(display=False) as fc, torch.no_grad(): blk(torch.randn(1, n, D))
+    hidden = int(D * r)                                                         # the MLP's width is rounded down
+    assert fc.get_total_flops() == pytest.approx(gpu_step.block_flops(n, D, hidden / D), rel=1e-12)
+
+
+def test_peak_memory_counts_live_tensors():
+    with bench_util.PeakMemory() as mem:
+        a = torch.empty(1000, dtype=torch.float32)                              # 4000 bytes
+        b = torch.empty(500, dtype=torch.float64)                               # 4000 bytes, both alive
+        del a, b
+        c = a_view = torch.empty(250, dtype=torch.float32)[:10]                 # 1000 bytes; a view counts its storage
+        assert mem.live == 1000
+    assert mem.peak == 8000
+
+
+def test_interleaved_alternates_and_reports_medians():
+    calls = []
+    med, all_ts = bench_util.interleaved({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')}, reps=3, warmup=1)
+    assert calls == ['a', 'b', 'a', 'b', 'b', 'a', 'a', 'b']                    # warm-up, then the order flips each round
+    assert set(med) == {'a', 'b'} and all(len(v) == 3 for v in all_ts.values())
