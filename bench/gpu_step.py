@@ -13,10 +13,18 @@ FLOP count (matrix multiplies only, 2 FLOPs per multiply-add; norms, softmax and
 Kc and Kt are the mean kept token counts of the paper's masks (MaskCollator defaults) at that grid.
 MFU = counted FLOPs per second / the card's dense bf16 peak (H100 SXM and H200: 989 TFLOP/s).
 
-    python bench/gpu_step.py --models vit_base:16 vit_large:16 vit_huge:14 --batch 128 [--compile]
+    python bench/gpu_step.py --models vit_base:16 vit_large:16 vit_huge:14 --batch 128 [--compile] [--grad_ckpt]
+
+`--grad_ckpt` turns on gradient checkpointing in the context encoder and the predictor (the memory option for
+ViT-g: `python bench/gpu_step.py --models vit_giant:16 --batch 128 --grad_ckpt`). `bench/run.py` calls
+`measure()`, which runs the three default models when CUDA is available; with `--device cpu` and a tiny model
+the same code runs on the CPU (tests/test_bench.py does that to catch errors, not to time anything).
 """
-import argparse, json, time
+import argparse, json, sys, time
+from pathlib import Path
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_util import row
 from ijepa_edu import encoder as E
 from ijepa_edu.predictor import vit_predictor
 from ijepa_edu.masks import MaskCollator
@@ -35,10 +43,14 @@ def step_flops(*, N, Kc, Kt, D, depth, r, d, pdepth, patch_in, nenc=1, npred=4):
     pred = nenc * 2 * Kc * D * d + npred * nenc * (pdepth * block_flops(Kc + Kt, d, 4.0) + 2 * Kt * d * D)
     return 3 * (ctx + pred) + tgt
 
-def bench_one(name, patch, batch, img=224, steps=10, warmup=3, compile=False, pred_depth=12, device='cuda', dtype=torch.bfloat16):
-    enc = getattr(E, name)(img_size=img, patch_size=patch)
-    D, depth, heads, r = E.VIT_SIZES[name]
-    pred = vit_predictor(num_patches=enc.patch_embed.num_patches, embed_dim=D, predictor_embed_dim=384, depth=pred_depth, num_heads=heads)
+def bench_one(name, patch, batch, img=224, steps=10, warmup=3, compile=False, pred_depth=12, device='cuda', dtype=torch.bfloat16,
+              grad_ckpt=False, depth=None, pred_width=384):
+    "One model's step: images/s, FLOPs, MFU and peak memory (on CUDA). `depth` overrides the encoder's (tests)."
+    D, depth_, heads, r = E.VIT_SIZES[name]
+    depth = depth or depth_
+    enc = getattr(E, name)(img_size=img, patch_size=patch, depth=depth, grad_checkpointing=grad_ckpt)
+    pred = vit_predictor(num_patches=enc.patch_embed.num_patches, embed_dim=D, predictor_embed_dim=pred_width, depth=pred_depth,
+                         num_heads=heads, grad_checkpointing=grad_ckpt)
     model = IJEPA(enc, pred).to(device)
     opt = torch.optim.AdamW(param_groups(model.encoder, model.predictor), lr=1e-4, **({'fused': True} if device == 'cuda' else {}))
     net = torch.compile(model) if compile else model
@@ -63,8 +75,9 @@ def bench_one(name, patch, batch, img=224, steps=10, warmup=3, compile=False, pr
     if device == 'cuda': torch.cuda.synchronize()
     dt = (time.time() - t0) / steps
     N = enc.patch_embed.num_patches
-    fl = step_flops(N=N, Kc=Kc, Kt=Kt, D=D, depth=depth, r=r, d=384, pdepth=pred_depth, patch_in=patch * patch * 3)
-    res = {'model': f'{name}/{patch}', 'img': img, 'batch': batch, 'compile': compile, 'Kc': round(Kc, 1), 'Kt': round(Kt, 1),
+    fl = step_flops(N=N, Kc=Kc, Kt=Kt, D=D, depth=depth, r=r, d=pred_width, pdepth=pred_depth, patch_in=patch * patch * 3)
+    res = {'model': f'{name}/{patch}', 'img': img, 'batch': batch, 'compile': compile, 'grad_ckpt': grad_ckpt, 'device': device,
+           'Kc': round(Kc, 1), 'Kt': round(Kt, 1),
            'step_s': round(dt, 4), 'img_per_s': round(batch / dt, 1), 'tflop_per_img': round(fl / 1e12, 4),
            'achieved_tflops': round(fl * batch / dt / 1e12, 1), 'warmup_s': round(t_warm, 1), 'loss': round(loss.item(), 4)}
     if device == 'cuda':
@@ -76,17 +89,43 @@ def bench_one(name, patch, batch, img=224, steps=10, warmup=3, compile=False, pr
     if device == 'cuda': torch.cuda.empty_cache()
     return res
 
+def as_row(r):
+    "A bench/run.py table row from one `bench_one` result: absolute figures, so only the 'fast' column is filled."
+    if 'error' in r: return row('gpu step', f"{r['model']}, batch {r['batch']}", None, None, 'step', r['error'])
+    extras = (' + compile' if r['compile'] else '') + (' + grad checkpointing' if r['grad_ckpt'] else '')
+    note = f"{r['img_per_s']:.0f} img/s, {r['achieved_tflops']} TFLOP/s"
+    if r.get('gpu'):
+        note += f", MFU {100 * r['mfu']:.1f}%" if r.get('mfu') else ''
+        note += f", peak {r['peak_mem_gib']} GiB on {r['gpu']}"
+    precision = 'bf16' if r.get('device') == 'cuda' else 'fp32 on the CPU'
+    return row('gpu step', f"{r['model']} at {r['img']} px, {precision}{extras}, batch {r['batch']}", None, r['step_s'],
+               f"step ({r['batch']} img)", note)
+
+
+def measure(quick=False, models=('vit_base:16', 'vit_large:16', 'vit_huge:14'), batch=128, **kw):
+    "Rows for bench/run.py: one per model (quick: ViT-B/16 at batch 32, 3 steps). Needs CUDA unless device='cpu'."
+    if quick: models, batch, kw = models[:1], 32, {'steps': 3, 'warmup': 1, **kw}
+    rows = []
+    for spec in models:
+        name, patch = spec.split(':')
+        try: r = bench_one(name, int(patch), batch, **kw)
+        except torch.OutOfMemoryError: r = {'model': spec, 'batch': batch, 'error': 'out of memory'}
+        rows.append(as_row(r))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--models', nargs='*', default=['vit_base:16', 'vit_large:16', 'vit_huge:14'])
     ap.add_argument('--batch', type=int, default=128); ap.add_argument('--img', type=int, default=224)
     ap.add_argument('--steps', type=int, default=10); ap.add_argument('--compile', action='store_true')
+    ap.add_argument('--grad_ckpt', action='store_true')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     for spec in a.models:
         name, patch = spec.split(':')
-        try: r = bench_one(name, int(patch), a.batch, a.img, a.steps, compile=a.compile, device=a.device)
+        try: r = bench_one(name, int(patch), a.batch, a.img, a.steps, compile=a.compile, device=a.device, grad_ckpt=a.grad_ckpt)
         except torch.OutOfMemoryError as e: r = {'model': spec, 'batch': a.batch, 'error': 'out of memory'}
         print(json.dumps(r), flush=True)
 

@@ -9,7 +9,7 @@ __all__ = ['repeat_interleave_batch', 'VisionTransformerPredictor', 'vit_predict
 import torch
 from torch import nn
 from .patches import to_2tuple, get_2d_sincos_pos_embed
-from .encoder import Block, apply_masks, init_weights
+from .encoder import Block, apply_masks, init_weights, run_blocks
 
 # %% ../nbs/05_predictor.ipynb #18c0c6d4
 def repeat_interleave_batch(x,       # (n * B, ...): n groups of B rows stacked along the batch
@@ -30,8 +30,12 @@ class VisionTransformerPredictor(nn.Module):
                  mlp_ratio=4.0,           # MLP hidden width / d
                  grid=None,               # (rows, cols) of the patch grid; default: a square grid
                  fused_attn=True,         # SDPA (True) or the written-out softmax (False)
-                 init_std=0.02):          # std of the truncated-normal init
+                 init_std=0.02,           # std of the truncated-normal init
+                 batched_gather=True,     # apply_masks: one gather (True) or the per-image teaching loop (False)
+                 batched_blocks=True,     # all target blocks in one batch (True) or one call per block, the paper's words (False)
+                 grad_checkpointing=False): # recompute each block in the backward pass instead of storing its activations
         super().__init__()
+        self.batched_gather, self.batched_blocks, self.grad_checkpointing = batched_gather, batched_blocks, grad_checkpointing
         grid = to_2tuple(grid) if grid is not None else (int(num_patches ** 0.5),) * 2
         if grid[0] * grid[1] != num_patches:
             raise ValueError(f"num_patches={num_patches} is not a square grid: pass grid=(rows, cols).")
@@ -54,16 +58,22 @@ class VisionTransformerPredictor(nn.Module):
         if tuple(x.shape[:2]) != (len(masks_x) * masks_x[0].size(0), masks_x[0].size(1)):
             raise ValueError(f"Context features of shape {tuple(x.shape)} do not match masks_x: expected (nenc * B, Kc, D) = "
                              f"({len(masks_x)} * {masks_x[0].size(0)}, {masks_x[0].size(1)}, D), the encoder's output for these masks.")
+        if not self.batched_blocks:                                               # the paper's words: one pass per block
+            return torch.cat([self._predict(x, masks_x, [m], B) for m in masks])  # npred x (nenc*B, Kt, D), block-major
+        return self._predict(x, masks_x, masks, B)
+
+    def _predict(self, x, masks_x, masks, B):
+        "The official batched forward: every (target block, context mask, image) is one row of the batch."
         x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
         pos = self.predictor_pos_embed.expand(B, -1, -1)                          # (B, N, d)
-        x = x + apply_masks(pos, masks_x)                                         # context positions added
+        x = x + apply_masks(pos, masks_x, self.batched_gather)                    # context positions added
         n_ctx = x.size(1)
-        pos_t = apply_masks(pos, masks)                                           # (npred*B, Kt, d)
+        pos_t = apply_masks(pos, masks, self.batched_gather)                      # (npred*B, Kt, d)
         pos_t = repeat_interleave_batch(pos_t, B, repeat=len(masks_x))            # (npred*nenc*B, Kt, d)
         queries = self.mask_token + pos_t                                         # one mask token per target patch
         x = x.repeat(len(masks), 1, 1)                                            # (npred*nenc*B, Kc, d)
         x = torch.cat([x, queries], dim=1)                                        # (npred*nenc*B, Kc+Kt, d)
-        for blk in self.predictor_blocks: x = blk(x)
+        x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing)         # (npred*nenc*B, Kc+Kt, d)
         x = self.predictor_norm(x)
         return self.predictor_proj(x[:, n_ctx:])                                  # (npred*nenc*B, Kt, D)
 
