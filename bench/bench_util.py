@@ -31,6 +31,23 @@ def machine():
                 gpu=gpu, python=platform.python_version(), date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'))
 
 
+def runnable():
+    "Processes the kernel counts as running or ready to run right now (this one included), from /proc/loadavg."
+    with open('/proc/loadavg') as f: return int(f.read().split()[3].split('/')[0])
+
+
+def wait_until_quiet(timeout,   # give up after this many seconds
+                     calm=3.0): # how long nothing else may have been runnable
+    "Wait until no other process has been runnable for `calm` seconds (sampled every 0.3 s); True if that happened."
+    deadline, since = time.time() + timeout, None
+    while time.time() < deadline:
+        if runnable() <= 1: since = since or time.time()
+        else: since = None
+        if since and time.time() - since >= calm: return True
+        time.sleep(0.3)
+    return False
+
+
 TIMERS = {'wall': time.perf_counter, 'cpu': time.process_time}  # cpu: this process's CPU seconds, all its threads
 
 

@@ -6,6 +6,7 @@
     python bench/run.py --only step_cpu  # some modules only: masks, step_cpu, gpu_step
     python bench/run.py --no-compile     # skip the torch.compile rows of step_cpu (they take minutes to compile)
     python bench/run.py --ci             # instead: time nbdev_test over all notebooks and pytest over the whole suite
+    python bench/run.py --wait-quiet 1800  # start each module only when no other process has been runnable for 3 s
 
 Each module (bench/<name>.py) has `measure(quick=False) -> list[dict]`; a row holds benchmark, case, teaching and
 fast (seconds per unit of work, None where not measured), unit and note. The ratio column is teaching / fast: how
@@ -19,7 +20,7 @@ import torch
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
-from bench_util import machine, row
+from bench_util import machine, row, wait_until_quiet
 
 MODULES = ['masks', 'step_cpu', 'gpu_step']
 GPU_ONLY = {'gpu_step'}
@@ -88,6 +89,8 @@ def main(argv=None):
     ap.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
                     help="wall: elapsed seconds (default); cpu: this process's CPU seconds, which other jobs cannot inflate")
     ap.add_argument('--ci', action='store_true', help='time nbdev_test and pytest instead (run alone)')
+    ap.add_argument('--wait-quiet', type=float, default=0, metavar='SECONDS',
+                    help='before each module, wait up to this long for a moment when no other process is runnable')
     argv = sys.argv[1:] if argv is None else argv
     a = ap.parse_args(argv)
     load_start, m = os.getloadavg()[0], machine()                      # the date is the start's
@@ -98,6 +101,8 @@ def main(argv=None):
             if name in GPU_ONLY and not torch.cuda.is_available():
                 skipped.append(f'{name}: skipped, no CUDA device here (see bench/README.md for GPU figures and their dates)'); continue
             if not (BENCH / f'{name}.py').exists(): skipped.append(f'{name}: skipped, bench/{name}.py does not exist'); continue
+            if a.wait_quiet and not wait_until_quiet(a.wait_quiet):
+                skipped.append(f'{name}: note, the machine was never quiet within {a.wait_quiet:.0f} s; measured anyway')
             t0 = time.perf_counter()
             try:
                 mod = load(name)

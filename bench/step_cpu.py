@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_util import row, interleaved, machine, PeakMemory
+from bench_util import row, interleaved, machine, PeakMemory, wait_until_quiet
 from ijepa_edu.config import get_config
 from ijepa_edu.train import build_model, make_mask_collator
 from ijepa_edu.step import IJEPA, train_step, set_fast_paths
@@ -285,12 +285,15 @@ if __name__ == '__main__':
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--json')
     ap.add_argument('--timer', choices=['wall', 'cpu'], default='wall')
     ap.add_argument('--profile', action='store_true', help="print where a step's time goes instead (profiler)")
+    ap.add_argument('--wait-quiet', type=float, default=0, metavar='SECONDS',
+                    help='first wait up to this long for a moment when no other process is runnable')
     ap.add_argument('--parts', nargs='*', default=['step', 'memory', 'loader'], choices=['step', 'main', 'memory', 'loader'],
                     help='main: only the first row (whole teaching path against whole fast path)')
     a = ap.parse_args()
     if a.profile:
         torch.set_num_threads(a.threads); profile_step(); sys.exit()
     import os
+    if a.wait_quiet and not wait_until_quiet(a.wait_quiet): print('the machine was never quiet; measuring anyway', file=sys.stderr)
     m, load = machine(), os.getloadavg()[0]
     rows = measure(a.quick, not a.no_compile, a.threads, a.timer, a.parts)
     for r in rows: print(json.dumps(r))

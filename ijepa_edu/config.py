@@ -59,6 +59,7 @@ class TrainConfig:
     device: str = 'auto'                  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     bf16: bool = True                     # bf16 autocast on GPU (ignored on CPU)
     compile: bool = False                 # torch.compile encoder and predictor
+    grad_checkpointing: bool = False      # recompute each block in the backward pass: less memory, more time (lesson 04)
     num_workers: int = 4                  # DataLoader worker processes (masks are drawn there too)
     seed: int = 0                         # seeds the weights, the data order, the crops and the masks
     # logging, checkpoints, evaluation

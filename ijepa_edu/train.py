@@ -33,15 +33,17 @@ def build_model(cfg):
     "Context encoder, predictor and EMA target encoder for `cfg` (the predictor takes the encoder's heads)."
     if cfg.model == 'custom':
         enc = E.VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
-                                  depth=cfg.depth, num_heads=cfg.num_heads)
-    elif cfg.model in E.VIT_SIZES: enc = getattr(E, cfg.model)(img_size=cfg.img_size, patch_size=cfg.patch_size)
+                                  depth=cfg.depth, num_heads=cfg.num_heads, grad_checkpointing=cfg.grad_checkpointing)
+    elif cfg.model in E.VIT_SIZES:
+        enc = getattr(E, cfg.model)(img_size=cfg.img_size, patch_size=cfg.patch_size, grad_checkpointing=cfg.grad_checkpointing)
     else: raise ValueError(f"Unknown model {cfg.model!r}: choose from {sorted(E.VIT_SIZES)} or 'custom'.")
     if cfg.pred_emb_dim % enc.num_heads or cfg.pred_emb_dim % 4 or cfg.pred_depth < 1:
         raise ValueError(f"The predictor (width pred_emb_dim={cfg.pred_emb_dim}, depth pred_depth={cfg.pred_depth}) does not "
                          f"fit the encoder: it takes the encoder's {enc.num_heads} heads and 2-D sin-cos positions, so its "
                          f"width must be a multiple of {enc.num_heads} and of 4, and its depth at least 1.")
     pred = vit_predictor(num_patches=enc.patch_embed.num_patches, embed_dim=enc.embed_dim,
-                         predictor_embed_dim=cfg.pred_emb_dim, depth=cfg.pred_depth, num_heads=enc.num_heads)
+                         predictor_embed_dim=cfg.pred_emb_dim, depth=cfg.pred_depth, num_heads=enc.num_heads,
+                         grad_checkpointing=cfg.grad_checkpointing)
     with torch.no_grad():
         if cfg.patch_init_std != 0.02: torch.nn.init.trunc_normal_(enc.patch_embed.proj.weight, std=cfg.patch_init_std)
         enc.pos_embed.mul_(cfg.pos_embed_scale)

@@ -103,3 +103,11 @@ def test_torchrun_two_processes_gloo(toy, tmp_path):
     _, a = weights(tmp_path / 'ddp' / 'latest.pt'); _, b = weights(tmp_path / 'acc' / 'latest.pt')
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-4, worst
+
+def test_grad_checkpointing_reaches_encoder_and_predictor():
+    "The config switch turns on the memory option of lessons 04 and 05 in both trained networks (off by default)."
+    from ijepa_edu.config import get_config
+    m = T.build_model(get_config('cifar10_tiny', grad_checkpointing='true'))
+    assert m.encoder.grad_checkpointing and m.predictor.grad_checkpointing
+    m = T.build_model(get_config('cifar10_tiny'))
+    assert not m.encoder.grad_checkpointing and not m.predictor.grad_checkpointing
