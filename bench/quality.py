@@ -10,18 +10,16 @@ The budget is the preset's (epochs and batch; any `key=value` override changes i
 wall time, the machine and the date. Every probe learns from the whole training split (`--train_images` for a subset)
 and is scored on the whole test split. One JSON line per run is appended to bench/results/quality.jsonl.
 """
-import argparse, json, sys, time, datetime
+import argparse, dataclasses, json, sys, time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_util import machine
 from ijepa_edu.config import get_config, parse_overrides
 from ijepa_edu.data import resolve_data, make_dataset, make_transforms
-from ijepa_edu.evaluate import evaluate_encoder, evaluate_pixels, random_init_encoder, evenly_spaced, _in_memory
-from ijepa_edu.checkpoint import load_checkpoint
-from ijepa_edu.train import train, build_model, pick_device
+from ijepa_edu.evaluate import evaluate_encoder, evaluate_pixels, random_init_encoder, evenly_spaced, _in_memory, load_run_encoder
+from ijepa_edu.train import train, pick_device
 
 PROBES = ('knn', 'linear', 'linear4')
 ROWS = (('trained', 'I-JEPA target encoder (pretrained)'), ('random_init', 'same ViT, random init'), ('pixels', 'raw pixels'))
@@ -35,14 +33,6 @@ def table(res):
         r = res.get(key, {})
         out.append(f'| {name} | ' + ' | '.join(f"{r[k]:.2f}" if k in r else '-' for k, _ in COLS) + ' |')
     return '\n'.join(out)
-
-
-def trained_encoder(cfg, ckpt):
-    "The target encoder of a checkpoint written by `ijepa_train`."
-    ck = load_checkpoint(ckpt)
-    enc = build_model(cfg).target_encoder
-    enc.load_state_dict(ck['target_encoder'])
-    return enc, ck
 
 
 def main(argv=None):
@@ -65,7 +55,8 @@ def main(argv=None):
     device = pick_device(a.device)
     res = {'preset': a.preset, 'overrides': a.overrides, 'machine': machine(), 'command': ' '.join(sys.argv)}
     if a.ckpt:
-        enc, ck = trained_encoder(get_config(a.preset, **{**ck_overrides(a.ckpt), 'data': a.data}), a.ckpt)
+        enc, run_cfg, ck = load_run_encoder(a.ckpt)                 # the run's own config rebuilds its model
+        cfg = dataclasses.replace(run_cfg, data=a.data, device=a.device)
         res['budget'] = {'steps': ck['step'], 'note': f'scored from {a.ckpt}', 'batch_size': ck['config']['batch_size']}
         run = Path(a.ckpt).parent / 'metrics.json'                 # the training summary ijepa_train wrote beside it
         if run.exists():
@@ -73,7 +64,7 @@ def main(argv=None):
             res['budget'].update({k: s[k] for k in ('epochs_done', 'images', 'train_seconds', 'img_per_s', 'device') if k in s})
     else:
         s = train(cfg)
-        enc, _ = trained_encoder(cfg, s['checkpoint'])
+        enc, _, _ = load_run_encoder(s['checkpoint'])
         res['budget'] = {k: s[k] for k in ('steps', 'epochs_done', 'images', 'train_seconds', 'img_per_s', 'device')}
         res['budget']['batch_size'] = cfg.batch_size
     root = resolve_data(cfg.data)
@@ -98,13 +89,6 @@ def main(argv=None):
     with open(a.results, 'a') as f: f.write(json.dumps(res) + '\n')
     return res
 
-
-def ck_overrides(ckpt):
-    "The config fields a checkpoint was trained with (as strings, for `get_config`)."
-    c = dict(load_checkpoint(ckpt)['config'])
-    c.pop('preset', None)
-    known = set(get_config('cifar10_tiny').to_dict())
-    return {k: (','.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for k, v in c.items() if k in known}
 
 
 if __name__ == '__main__':
