@@ -71,3 +71,17 @@ def test_interleaved_alternates_and_reports_medians():
     med, all_ts = bench_util.interleaved({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')}, reps=3, warmup=1)
     assert calls == ['a', 'b', 'a', 'b', 'b', 'a', 'a', 'b']                    # warm-up, then the order flips each round
     assert set(med) == {'a', 'b'} and all(len(v) == 3 for v in all_ts.values())
+
+
+def test_quality_pretrains_then_scores_trained_random_and_pixels(toy, tmp_path):
+    "bench/quality.py end to end on the toy tree: one JSON line with the three rows, each with its probes (no timing)."
+    import quality
+    res = quality.main(['--data', str(toy), '--out', str(tmp_path / 'run'), '--device', 'cpu',
+                        '--results', str(tmp_path / 'q.jsonl'), 'batch_size=16', 'epochs=1', 'warmup=0.5', 'knn_every=0'])
+    assert res['budget']['steps'] == 3
+    for row in ('trained', 'random_init'): assert {'knn_top1', 'linear_top1', 'linear4_top1'} <= set(res[row])
+    assert {'knn_top1', 'linear_top1'} <= set(res['pixels'])
+    again = quality.main(['--data', str(toy), '--ckpt', str(tmp_path / 'run' / 'latest.pt'), '--device', 'cpu',
+                          '--results', str(tmp_path / 'q.jsonl'), '--no_pixels'])
+    assert again['trained'] == {**res['trained'], 'seconds': again['trained']['seconds']}   # the same run, rescored
+    assert len((tmp_path / 'q.jsonl').read_text().splitlines()) == 2
