@@ -85,3 +85,34 @@ def test_quality_pretrains_then_scores_trained_random_and_pixels(toy, tmp_path):
                           '--results', str(tmp_path / 'q.jsonl'), '--no_pixels'])
     assert again['trained'] == {**res['trained'], 'seconds': again['trained']['seconds']}   # the same run, rescored
     assert len((tmp_path / 'q.jsonl').read_text().splitlines()) == 2
+
+
+def test_tiny_recipe_table_reports_gaps_and_seed_spread():
+    "bench/experiments/tiny_recipe.py: the gap is trained minus random init, and seeds of one setting are grouped."
+    sys.path.insert(0, str(ROOT / 'bench' / 'experiments'))
+    import tiny_recipe
+    m = lambda lin, rnd: dict(train_seconds=1.0, knn_top1=30.0, knn_top1_random_init=20.0, linear_top1=lin, linear_top1_random_init=rnd)
+    rows = [dict(name='a', overrides=['epochs=1'], metrics=m(44.0, 34.0)), dict(name='a1', overrides=['epochs=1', 'seed=1'], metrics=m(45.0, 33.0)),
+            dict(name='b', overrides=['lr=5e-4'], metrics=m(40.0, 34.5))]
+    t = tiny_recipe.table(rows)
+    assert '| a | epochs=1 | 1 | 30.00 | 20.00 | 44.00 | 34.00 | +10.00 |' in t
+    assert '| b | lr=5e-4 | 1 | 30.00 | 20.00 | 40.00 | 34.50 | +5.50 |' in t
+    assert '| epochs=1 | 2 | +11.00 | +10.00 | +12.00 |' in t          # the two seeds of one setting
+    assert '| lr=5e-4 |' not in t.split('| setting |')[1]                # a single run makes no seed group
+    assert set(tiny_recipe.VARIANTS) >= {json.loads(l)['name'] for l in open(ROOT / 'bench/results/2026-11-26_tiny_recipe.jsonl')}
+
+
+def test_init_soup_interpolates_between_init_and_trained():
+    "bench/experiments/init_soup.py: a=1 gives the init's weights, a=0 the trained ones, a=0.5 their mean."
+    sys.path.insert(0, str(ROOT / 'bench' / 'experiments'))
+    import init_soup
+    from ijepa_edu.encoder import VisionTransformer
+    torch.manual_seed(0); init = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=3)
+    torch.manual_seed(1); trained = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=3)
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    for a in (0.0, 0.5, 1.0):
+        mixed = init_soup.interpolate(init, trained, a).state_dict()
+        for k, v in trained.state_dict().items():
+            torch.testing.assert_close(mixed[k], a * init.state_dict()[k] + (1 - a) * v)
+    for k, v in trained.state_dict().items(): torch.testing.assert_close(v, before[k])     # a copy: `trained` is unchanged
+    assert trained.state_dict()['patch_embed.proj.weight'].ne(init.state_dict()['patch_embed.proj.weight']).any()

@@ -66,10 +66,11 @@ def check_package(work, quiet=False):
     eps = info.get('entry_points.txt', '')
     for name, target in scripts.items():
         if f'{name} = {target}' not in eps: bad(f'console script {name} = {target} not declared in the wheel')
+    if not any(n.endswith('.dist-info/LICENSE') or '.dist-info/licenses/LICENSE' in n for n in names): bad('wheel lacks the LICENSE file')
     rep['wheel_files'] = len(names)
 
     with tarfile.open(sdist) as tf: members = [m.split('/', 1)[1] for m in tf.getnames() if '/' in m]
-    for need in ['settings.ini', 'setup.py', 'pyproject.toml', 'README.md', 'CHANGELOG.md', 'MANIFEST.in'] + \
+    for need in ['settings.ini', 'setup.py', 'pyproject.toml', 'README.md', 'CHANGELOG.md', 'LICENSE', 'MANIFEST.in'] + \
                 [f'{lib}/{m}.py' for m in modules]:
         if need not in members: bad(f'sdist lacks {need}')
     nbs = sorted(p.name for p in (ROOT / 'nbs').glob('*.ipynb'))
