@@ -42,6 +42,8 @@ VARIANTS = {
     'e1_depth6':            ['epochs=1', 'depth=6'],
     'e1_w192':              ['epochs=1', 'embed_dim=192', 'num_heads=6', 'pred_emb_dim=96'],
     'e1_bs64':              ['epochs=1', 'batch_size=64'],
+    'e2_ema.998':           ['epochs=2', 'ema=0.998,1.0'],
+    'e2_ema.998_s1':        ['epochs=2', 'ema=0.998,1.0', 'seed=1'],
 }
 
 def run(name, overrides, data, out):
