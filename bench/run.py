@@ -100,7 +100,6 @@ def main(argv=None):
         for name in a.only or MODULES:
             if name in GPU_ONLY and not torch.cuda.is_available():
                 skipped.append(f'{name}: skipped, no CUDA device here (see bench/README.md for GPU figures and their dates)'); continue
-            if not (BENCH / f'{name}.py').exists(): skipped.append(f'{name}: skipped, bench/{name}.py does not exist'); continue
             if a.wait_quiet and not wait_until_quiet(a.wait_quiet):
                 skipped.append(f'{name}: note, the machine was never quiet within {a.wait_quiet:.0f} s; measured anyway')
             t0 = time.perf_counter()

@@ -398,9 +398,8 @@ def evaluate_run(cfg, model, root, device):
     train_ds = _in_memory(evenly_spaced(make_dataset(root, 'train', cfg.dataset, tfm), cfg.eval_train_images))
     test_ds = _in_memory(make_dataset(root, 'test', cfg.dataset, tfm))     # decoded once for both encoders (if small)
     baseline = random_init_encoder(cfg).to(device)                 # the weights the run started from
-    probes = cfg.eval_probes.replace(',', ' ').split()
-    res = evaluate_encoder(model.target_encoder, train_ds, test_ds, probes=probes, device=device, seed=cfg.seed)
-    base = evaluate_encoder(baseline, train_ds, test_ds, probes=probes, device=device, seed=cfg.seed)
+    res = evaluate_encoder(model.target_encoder, train_ds, test_ds, probes=cfg.eval_probes, device=device, seed=cfg.seed)
+    base = evaluate_encoder(baseline, train_ds, test_ds, probes=cfg.eval_probes, device=device, seed=cfg.seed)
     res.update({f'{k}_random_init': v for k, v in base.items() if k.endswith('_top1') and not k.endswith('train_top1')})
     res['eval_seconds'] = round(time.time() - t0, 1)
     return res

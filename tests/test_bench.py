@@ -61,7 +61,7 @@ def test_peak_memory_counts_live_tensors():
         a = torch.empty(1000, dtype=torch.float32)                              # 4000 bytes
         b = torch.empty(500, dtype=torch.float64)                               # 4000 bytes, both alive
         del a, b
-        c = a_view = torch.empty(250, dtype=torch.float32)[:10]                 # 1000 bytes; a view counts its storage
+        a_view = torch.empty(250, dtype=torch.float32)[:10]  # noqa: F841 (alive: 1000 bytes; a view counts its storage)
         assert mem.live == 1000
     assert mem.peak == 8000
 

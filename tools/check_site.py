@@ -92,13 +92,14 @@ def wait_for_mathjax(page, timeout_s=30):
     page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise.then(() => true) : true")
 
 def check_page(page, base, entry, pages, shots=None):
-    "Load one page and compare what the browser shows with what the builder wrote in the manifest; return problems."
+    "Load one page and compare what the browser shows with what the builder wrote in the manifest; return (problems, facts)."
     problems, errors = [], []
     page.on('pageerror', lambda e: errors.append(str(e)))
     page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
     page.on('response', lambda r: errors.append(f'HTTP {r.status} {r.url}') if r.status >= 400 else None)
     resp = page.goto(f'{base}/{entry["href"]}', wait_until='load')
-    if resp is None or resp.status != 200: return [f'{entry["href"]}: HTTP {resp and resp.status}']
+    if resp is None or resp.status != 200:   # nothing to look at: no facts, one problem
+        return [f'{entry["href"]}: HTTP {resp and resp.status}'], dict(images=0, toc=[], math=0, details=0)
     wait_for_mathjax(page)
     f = page.evaluate(PAGE_FACTS)
     name = entry['href']
@@ -136,7 +137,6 @@ def check_page(page, base, entry, pages, shots=None):
         if entry['images']:      # the first figure
             page.locator('main img').first.scroll_into_view_if_needed(); page.evaluate('() => window.scrollBy(0, -120)')
             page.screenshot(path=str(shots / f'{stem}-figure.png'))
-    f['problems'] = problems
     return problems, f
 
 def check_site(site=ROOT / '_site', shots=None, quiet=False):

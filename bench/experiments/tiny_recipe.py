@@ -48,7 +48,7 @@ VARIANTS = {
 
 def run(name, overrides, data, out):
     "Start one variant as a one-thread `ijepa_train` process; returns (Popen, run folder)."
-    folder = Path(out) / name.replace(' ', '_')
+    folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, '-m', 'ijepa_edu.train', '--preset', 'cifar10_tiny', '--data', data, '--out', str(folder),
            'knn_every=0', 'save_every_epochs=0', *overrides]
@@ -72,7 +72,7 @@ def table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data'); ap.add_argument('--out', default='runs/recipe'); ap.add_argument('--jobs', type=int, default=2)
-    ap.add_argument('--only', nargs='*'); ap.add_argument('--results', default='bench/results/tiny_recipe.jsonl')
+    ap.add_argument('--only', nargs='*'); ap.add_argument('--results', default=str(Path(__file__).parents[1] / 'results' / 'tiny_recipe.jsonl'))
     ap.add_argument('--table', help='print the table of a results file and exit')
     a = ap.parse_args()
     if a.table: print(table([json.loads(l) for l in open(a.table)])); return
