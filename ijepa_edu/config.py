@@ -30,6 +30,10 @@ class TrainConfig:
     pred_emb_dim: int = 384               # predictor width
     pos_embed_scale: float = 1.0          # multiplies the fixed sin-cos positions (1 = official)
     patch_init_std: float = 0.02          # init std of the patch-embedding conv (0.02 = official)
+    rope: bool = False                    # 2-D rotary positions inside attention instead of the added sin-cos tables (lesson 04)
+    rope_base: float = 100.0              # rotary wavelength scale
+    stop_std: float = 0.0                 # StoP: jitter (in patches) of the mask tokens' rotary positions (needs rope)
+    target_layers: int = 1                # targets: average of the last K target-encoder blocks (1 = official; lesson 07)
     # masks (the official config names in comments)
     enc_mask_scale: tuple = (0.85, 1.0)   # context block: (min, max) fraction of the image
     pred_mask_scale: tuple = (0.15, 0.2)  # each target block: (min, max) fraction of the image
@@ -55,6 +59,7 @@ class TrainConfig:
     loss: str = 'smooth_l1'               # 'smooth_l1' (the official code) or 'l2' (the paper)
     vc_weight: float = 0.0                # variance-covariance penalty on pooled context features (0 = official)
     cov_weight: float = 1.0               # covariance term's weight inside that penalty
+    sigreg_weight: float = 0.0            # SIGReg on pooled context features (LeJEPA; 0 = off; lesson 14)
     # system
     device: str = 'auto'                  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     bf16: bool = True                     # bf16 autocast on GPU (ignored on CPU)

@@ -9,7 +9,7 @@ __all__ = ['repeat_interleave_batch', 'VisionTransformerPredictor', 'vit_predict
 import torch
 from torch import nn
 from .patches import to_2tuple, get_2d_sincos_pos_embed
-from .encoder import Block, apply_masks, init_weights, run_blocks
+from .encoder import Block, apply_masks, init_weights, run_blocks, grid_coords, rope_angles
 
 # %% ../nbs/05_predictor.ipynb #18c0c6d4
 def repeat_interleave_batch(x,       # (n * B, ...): n groups of B rows stacked along the batch
@@ -33,8 +33,16 @@ class VisionTransformerPredictor(nn.Module):
                  init_std=0.02,           # std of the truncated-normal init
                  batched_gather=True,     # apply_masks: one gather (True) or the per-image teaching loop (False)
                  batched_blocks=True,     # all target blocks in one batch (True) or one call per block, the paper's words (False)
-                 grad_checkpointing=False): # recompute each block in the backward pass instead of storing its activations
+                 grad_checkpointing=False, # recompute each block in the backward pass instead of storing its activations
+                 rope=False,              # positions as 2-D rotary angles inside attention (lesson 4) instead of added tables
+                 rope_base=100.,          # rotary wavelength scale
+                 stop_std=0.0):           # StoP: Gaussian jitter (in patches) of the mask tokens' positions while training (rope only)
         super().__init__()
+        if stop_std and not rope: raise ValueError("stop_std > 0 jitters the rotary positions of the mask tokens: set rope=True too.")
+        if rope and (predictor_embed_dim // num_heads) % 4:
+            raise ValueError(f"rope=True needs a head width (predictor_embed_dim / num_heads = {predictor_embed_dim}/{num_heads}) "
+                             f"that is a multiple of 4: pick another predictor width.")
+        self.rope, self.rope_base, self.stop_std, self.num_heads = rope, rope_base, stop_std, num_heads
         self.batched_gather, self.batched_blocks, self.grad_checkpointing = batched_gather, batched_blocks, grad_checkpointing
         grid = to_2tuple(grid) if grid is not None else (int(num_patches ** 0.5),) * 2
         if grid[0] * grid[1] != num_patches:
@@ -42,6 +50,7 @@ class VisionTransformerPredictor(nn.Module):
         self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
         self.register_buffer('predictor_pos_embed', get_2d_sincos_pos_embed(predictor_embed_dim, grid).unsqueeze(0))  # (1, N, d)
+        self.register_buffer('coords', grid_coords(grid), persistent=False)                                          # (N, 2)
         self.predictor_blocks = nn.ModuleList([Block(predictor_embed_dim, num_heads, mlp_ratio, fused_attn) for _ in range(depth)])
         self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=1e-6)
         self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
@@ -64,6 +73,7 @@ class VisionTransformerPredictor(nn.Module):
 
     def _predict(self, x, masks_x, masks, B):
         "The official batched forward: every (target block, context mask, image) is one row of the batch."
+        if self.rope: return self._predict_rope(x, masks_x, masks, B)
         x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
         pos = self.predictor_pos_embed.expand(B, -1, -1)                          # (B, N, d)
         x = x + apply_masks(pos, masks_x, self.batched_gather)                    # context positions added
@@ -76,6 +86,19 @@ class VisionTransformerPredictor(nn.Module):
         x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing)         # (npred*nenc*B, Kc+Kt, d)
         x = self.predictor_norm(x)
         return self.predictor_proj(x[:, n_ctx:])                                  # (npred*nenc*B, Kt, D)
+
+    def _predict_rope(self, x, masks_x, masks, B):
+        "The same batch with rotary positions: tokens carry no position; every query starts as the bare mask token."
+        x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
+        xy = self.coords.expand(B, -1, -1)                                        # (B, N, 2) row, col of each patch
+        xy_c = apply_masks(xy, masks_x, self.batched_gather).repeat(len(masks), 1, 1)   # (npred*nenc*B, Kc, 2)
+        xy_t = repeat_interleave_batch(apply_masks(xy, masks, self.batched_gather), B, repeat=len(masks_x))  # (npred*nenc*B, Kt, 2)
+        if self.training and self.stop_std: xy_t = xy_t + self.stop_std * torch.randn_like(xy_t)   # StoP
+        queries = self.mask_token.expand(len(xy_t), xy_t.size(1), -1)             # (npred*nenc*B, Kt, d)
+        x = torch.cat([x.repeat(len(masks), 1, 1), queries], dim=1)               # (npred*nenc*B, Kc+Kt, d)
+        angles = rope_angles(torch.cat([xy_c, xy_t], dim=1), x.size(-1) // self.num_heads, self.rope_base)
+        x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, angles) # (npred*nenc*B, Kc+Kt, d)
+        return self.predictor_proj(self.predictor_norm(x)[:, xy_c.size(1):])      # (npred*nenc*B, Kt, D)
 
 # %% ../nbs/05_predictor.ipynb #3b6e6128
 def vit_predictor(*, num_patches, embed_dim, predictor_embed_dim=384, depth=6, num_heads=12, **kwargs):

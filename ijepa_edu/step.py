@@ -9,6 +9,7 @@ __all__ = ['target_features', 'jepa_loss', 'IJEPA', 'train_step', 'set_fast_path
 import torch
 from torch import nn
 import torch.nn.functional as F
+from einops import rearrange
 from .encoder import Attention, apply_masks
 from .predictor import repeat_interleave_batch
 from .ema import make_target_encoder, ema_update
@@ -20,10 +21,15 @@ def target_features(target_encoder, # the EMA encoder: (B, C, H, W) -> (B, N, D)
                     masks_pred,     # target masks: list of npred LongTensor (B, Kt)
                     nenc=1,         # context masks per image: each block's targets are repeated nenc times
                     batched=None,   # one gather (True) or the per-image loop (False); None: the encoder's `batched_gather`
+                    layers=1,       # 1: the last block, as the paper; K > 1: the average of the last K blocks (data2vec 2.0)
                    ):               # (npred * nenc * B, Kt, D), in the predictor's output order
     "Regression targets: target encoder on the full image, LayerNorm without affine, then each target block's patches."
     if batched is None: batched = getattr(target_encoder, 'batched_gather', True)
-    h = target_encoder(imgs)                                     # (B, N, D)
+    if layers == 1: h = target_encoder(imgs)                     # (B, N, D)
+    else:                                                        # each block normalised per channel over the image's tokens
+        _, outs = target_encoder(imgs, keep=layers)              # layers x (B, N, D)
+        h = sum(F.instance_norm(rearrange(o, 'b n d -> b d n')) for o in outs) / layers   # (B, D, N)
+        h = rearrange(h, 'b d n -> b n d')                       # (B, N, D)
     h = F.layer_norm(h, (h.size(-1),))                           # normalise each patch's features
     h = apply_masks(h, masks_pred, batched)                      # (npred * B, Kt, D)
     return repeat_interleave_batch(h, len(imgs), repeat=nenc)    # (npred * nenc * B, Kt, D), the predictor's order
@@ -43,17 +49,29 @@ class IJEPA(nn.Module):
     "Context encoder, predictor and EMA target encoder; calling it on (imgs, masks_enc, masks_pred) returns the loss."
     def __init__(self, encoder,           # context encoder: forward(imgs, masks) -> (nenc * B, Kc, D)
                  predictor,               # forward(z, masks_enc, masks_pred) -> (npred * nenc * B, Kt, D)
-                 loss='smooth_l1'):       # 'smooth_l1' (official) or 'l2' (the paper)
+                 loss='smooth_l1',        # 'smooth_l1' (official) or 'l2' (the paper)
+                 target_layers=1):        # average the last K target-encoder blocks (1: the paper)
         super().__init__()
         if loss not in ('smooth_l1', 'l2'): raise ValueError(f"loss must be 'smooth_l1' or 'l2', got {loss!r}.")
-        self.encoder, self.predictor, self.loss = encoder, predictor, loss
+        if not 1 <= target_layers <= len(getattr(encoder, 'blocks', [None] * target_layers)):
+            raise ValueError(f"target_layers={target_layers}: choose between 1 and the encoder's depth.")
+        self.encoder, self.predictor, self.loss, self.target_layers = encoder, predictor, loss, target_layers
         self.target_encoder = make_target_encoder(encoder)
 
+    def targets(self, imgs, masks_enc, masks_pred):
+        "Extension point: what the predictor regresses, (npred * nenc * B, Kt, D). The paper: `target_features`."
+        return target_features(self.target_encoder, imgs, masks_pred, nenc=len(masks_enc), layers=self.target_layers)
+
+    def regularizer(self, z):
+        "Extension point: a loss term on the context features z (nenc * B, Kc, D), or None. The paper adds none."
+        return None
+
     def forward(self, imgs, masks_enc, masks_pred):
-        h = target_features(self.target_encoder, imgs, masks_pred, nenc=len(masks_enc))
+        h = self.targets(imgs, masks_enc, masks_pred)      # (npred * nenc * B, Kt, D)
         z = self.encoder(imgs, masks_enc)                  # (nenc * B, Kc, D)
-        z = self.predictor(z, masks_enc, masks_pred)       # (npred * nenc * B, Kt, D)
-        return jepa_loss(z, h, self.loss)
+        p = self.predictor(z, masks_enc, masks_pred)       # (npred * nenc * B, Kt, D)
+        loss, reg = jepa_loss(p, h, self.loss), self.regularizer(z)
+        return loss if reg is None else loss + reg
 
     def trainable_parameters(self):
         "Parameters learned by gradient: the context encoder's and the predictor's."

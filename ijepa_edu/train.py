@@ -31,11 +31,12 @@ from .evaluate import extract_features, knn_accuracy, evaluate_encoder, evenly_s
 # %% ../nbs/15_train.ipynb #30cc48a7
 def build_model(cfg):
     "Context encoder, predictor and EMA target encoder for `cfg` (the predictor takes the encoder's heads)."
+    pos = dict(rope=cfg.rope, rope_base=cfg.rope_base, grad_checkpointing=cfg.grad_checkpointing)
     if cfg.model == 'custom':
         enc = E.VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
-                                  depth=cfg.depth, num_heads=cfg.num_heads, grad_checkpointing=cfg.grad_checkpointing)
+                                  depth=cfg.depth, num_heads=cfg.num_heads, **pos)
     elif cfg.model in E.VIT_SIZES:
-        enc = getattr(E, cfg.model)(img_size=cfg.img_size, patch_size=cfg.patch_size, grad_checkpointing=cfg.grad_checkpointing)
+        enc = getattr(E, cfg.model)(img_size=cfg.img_size, patch_size=cfg.patch_size, **pos)
     else: raise ValueError(f"Unknown model {cfg.model!r}: choose from {sorted(E.VIT_SIZES)} or 'custom'.")
     if cfg.pred_emb_dim % enc.num_heads or cfg.pred_emb_dim % 4 or cfg.pred_depth < 1:
         raise ValueError(f"The predictor (width pred_emb_dim={cfg.pred_emb_dim}, depth pred_depth={cfg.pred_depth}) does not "
@@ -43,12 +44,14 @@ def build_model(cfg):
                          f"width must be a multiple of {enc.num_heads} and of 4, and its depth at least 1.")
     pred = vit_predictor(num_patches=enc.patch_embed.num_patches, embed_dim=enc.embed_dim,
                          predictor_embed_dim=cfg.pred_emb_dim, depth=cfg.pred_depth, num_heads=enc.num_heads,
-                         grad_checkpointing=cfg.grad_checkpointing)
+                         stop_std=cfg.stop_std, **pos)
     with torch.no_grad():
         if cfg.patch_init_std != 0.02: torch.nn.init.trunc_normal_(enc.patch_embed.proj.weight, std=cfg.patch_init_std)
         enc.pos_embed.mul_(cfg.pos_embed_scale)
-    if cfg.vc_weight: return RegularizedIJEPA(enc, pred, loss=cfg.loss, vc_weight=cfg.vc_weight, cov_weight=cfg.cov_weight)
-    return IJEPA(enc, pred, loss=cfg.loss)
+    if cfg.vc_weight or cfg.sigreg_weight:
+        return RegularizedIJEPA(enc, pred, loss=cfg.loss, vc_weight=cfg.vc_weight, cov_weight=cfg.cov_weight,
+                                sigreg_weight=cfg.sigreg_weight, target_layers=cfg.target_layers)
+    return IJEPA(enc, pred, loss=cfg.loss, target_layers=cfg.target_layers)
 
 # %% ../nbs/15_train.ipynb #dc50c5d3
 def _quirks(spec):
