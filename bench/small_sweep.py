@@ -35,26 +35,22 @@ VARIANTS = {
     'pos0.1_ema0.99_crop.5': ['pos_embed_scale=0.1', 'ema=0.99,1.0', 'crop_scale=0.5,1.0'],
 }
 
-def raw_pixel_knn(data):
-    "k-NN on raw pixels (normalised, flattened) with the same classifier: the floor a learned feature should beat."
-    import torch
-    from ijepa_edu.data import resolve_data, make_dataset, make_transforms
-    from ijepa_edu.evaluate import knn_accuracy
-    root = resolve_data(data)
-    tfm = make_transforms(32, train=False)
-    def flat(split):
-        ds = make_dataset(root, split, transform=tfm)
-        xs, ys = zip(*[(ds[i][0].flatten(), ds[i][1]) for i in range(len(ds))])
-        return torch.stack(xs), torch.tensor(ys)
-    (ftr, ytr), (fte, yte) = flat('train'), flat('test')
-    return knn_accuracy(ftr - ftr.mean(0), ytr, fte - ftr.mean(0), yte)
+def raw_pixel_knn(data, train_images=0):
+    "k-NN on raw pixels (standardised, flattened), with the runs' classifier and data path: the floor a feature should beat."
+    from ijepa_edu.config import get_config
+    from ijepa_edu.data import resolve_data
+    from ijepa_edu.evaluate import probe_datasets
+    from ijepa_edu.probes import evaluate_pixels
+    tr, te = probe_datasets(get_config('cifar10_tiny'), resolve_data(data), train_images)
+    return evaluate_pixels(tr, te, probes='knn')['knn_top1']
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--data', required=True); ap.add_argument('--out', default='runs/sweep')
     ap.add_argument('--epochs', type=float, default=3); ap.add_argument('--jobs', type=int, default=4)
     ap.add_argument('--workers', type=int, default=3); ap.add_argument('--device', default='auto')
-    ap.add_argument('--knn_train_images', type=int, default=0)
+    ap.add_argument('--train_images', '--knn_train_images', dest='train_images', type=int, default=0,
+                    help='train images the k-NN learns from (evenly spaced; 0: all)')
     ap.add_argument('--only', nargs='*'); ap.add_argument('--extra', nargs='*', default=[])
     a = ap.parse_args()
     names = a.only or list(VARIANTS)
@@ -65,7 +61,7 @@ def main():
             n = queue.pop(0)
             out = Path(a.out) / n
             cmd = [sys.executable, '-m', 'ijepa_edu.train', '--preset', 'cifar10_tiny', '--data', a.data, '--out', str(out),
-                   '--device', a.device, f'epochs={a.epochs}', f'num_workers={a.workers}', 'save_every_epochs=0', f'knn_train_images={a.knn_train_images}',
+                   '--device', a.device, f'epochs={a.epochs}', f'num_workers={a.workers}', 'save_every_epochs=0', f'eval_train_images={a.train_images}', 'eval_probes=knn',
                    *BASE, *VARIANTS[n], *a.extra]
             out.mkdir(parents=True, exist_ok=True)
             procs[n] = (subprocess.Popen(cmd, stdout=open(out / 'stdout.txt', 'w'), stderr=subprocess.STDOUT), time.time())
@@ -78,7 +74,7 @@ def main():
             r['wall_s'] = round(time.time() - ts, 1)
             results[n] = r
             print(json.dumps({n: r}), flush=True)
-    px = raw_pixel_knn(a.data)
+    px = raw_pixel_knn(a.data, a.train_images)
     print(f"\nk-NN top-1 on CIFAR-10 test, {a.epochs} epochs each (raw pixels: {px:.2f})")
     print('| variant | overrides | k-NN trained | k-NN random init | final loss | pos_share | feat_std |')
     print('|---|---|---|---|---|---|---|')

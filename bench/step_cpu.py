@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_util import row, interleaved, machine, PeakMemory, wait_until_quiet
 from ijepa_edu.config import get_config
-from ijepa_edu.train import build_model, make_mask_collator
+from ijepa_edu.build import build_model, make_mask_collator
 from ijepa_edu.step import IJEPA, train_step, set_fast_paths
 from ijepa_edu.schedules import param_groups
 from ijepa_edu.encoder import vit_small

@@ -20,6 +20,7 @@ class TrainConfig:
     crop_scale: tuple = (0.3, 1.0)        # RandomResizedCrop area range
     horizontal_flip: bool = False         # random horizontal flips (off officially)
     color_jitter: float = 0.0             # colour-jitter strength (0 = off, as officially)
+    data_in_memory: bool = False          # decode the split once into memory, crops made on the device (lesson 23)
     # model
     model: str = 'vit_huge'               # vit_tiny ... vit_giant, or 'custom' with the three fields below
     patch_size: int = 14                  # patch side in pixels

@@ -140,7 +140,7 @@ def _cifar10(root, split, transform, download):
     if split not in SPLITS: raise ValueError(f"split must be 'train', 'val' or 'test' for CIFAR-10, got {split!r}.")
     try: return CIFAR10(root, train=split == 'train', transform=transform, download=download)
     except (RuntimeError, OSError) as e:  # offline (URLError is an OSError), or not downloaded
-        raise RuntimeError(f"Could not {'download or ' if download else ''}read torchvision's CIFAR-10 in {root} ({e}). "
+        raise FileNotFoundError(f"Could not {'download or ' if download else ''}read torchvision's CIFAR-10 in {root} ({e}). "
                            f"Without internet, pass an ImageFolder tree of it or a .tar.gz of one (here: "
                            f"../shared/data/cifar10/cifar10_jpg.tar.gz).") from None
 

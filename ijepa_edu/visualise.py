@@ -16,7 +16,7 @@ from einops import rearrange
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 from .patches import to_2tuple
-from .masks import show_masks, _image_array
+from .mask_figures import show_masks, _image_array
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
 # %% ../nbs/16_visualise.ipynb #79622c0d

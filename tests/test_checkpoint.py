@@ -162,7 +162,8 @@ def test_untrusted_objects_are_refused_without_running(tmp_path):
 
 def test_training_layout_loads_with_weights_only(tmp_path):
     "The checkpoint train.py writes (official keys + exact-resume keys) needs no full unpickling."
-    from ijepa_edu.train import build_model, checkpoint_state
+    from ijepa_edu.build import build_model
+    from ijepa_edu.checkpoint import checkpoint_state
     from ijepa_edu.schedules import param_groups
     cfg = get_config('cifar10_tiny', embed_dim=24, depth=1, num_heads=3, pred_depth=1, pred_emb_dim=12)
     torch.manual_seed(0)
@@ -205,7 +206,7 @@ def test_strip_module_prefix_rules():
 
 # ---- official releases (load_official) ---------------------------------------------------------------------
 # Key names and shapes written out by hand from the official layout (ijepa-facts.md), not taken from our modules.
-from ijepa_edu.checkpoint import load_official, OFFICIAL_RELEASES, read_architecture, match_release
+from ijepa_edu.official import load_official, OFFICIAL_RELEASES, read_architecture, match_release
 
 def _block(prefix, D, hidden):
     return {f'{prefix}.norm1.weight': (D,), f'{prefix}.norm1.bias': (D,), f'{prefix}.attn.qkv.weight': (3 * D, D),
@@ -348,7 +349,8 @@ def test_heads_and_grids_that_shapes_do_not_tell(tmp_path):
 
 def test_our_training_checkpoint_loads_too(tmp_path):
     "ijepa_edu's own checkpoints (no `module.`, a config with the heads) load, and the networks match the model's."
-    from ijepa_edu.train import build_model, checkpoint_state
+    from ijepa_edu.build import build_model
+    from ijepa_edu.checkpoint import checkpoint_state
     from ijepa_edu.schedules import param_groups
     cfg = get_config('cifar10_tiny', embed_dim=40, depth=1, num_heads=5, pred_depth=1, pred_emb_dim=20)
     torch.manual_seed(0)

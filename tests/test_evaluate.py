@@ -1,11 +1,11 @@
-"Tests of frozen-feature evaluation (nbs/13_evaluate.ipynb): pooling, the k-NN against a naive loop, known accuracies."
+"Tests of frozen-feature evaluation: the probes (nbs/13_evaluate.ipynb: pooling, the k-NN against a naive loop, known accuracies) and whole runs (nbs/24_evaluate_runs.ipynb)."
 import math
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 import fastcore.test as fct
-from ijepa_edu.evaluate import extract_features, knn_predict, knn_accuracy
+from ijepa_edu.probes import extract_features, knn_predict, knn_accuracy
 from ijepa_edu.encoder import VisionTransformer
 from ijepa_edu.data import make_dataset, make_transforms
 
@@ -116,8 +116,9 @@ def test_end_to_end_on_a_tiny_imagefolder(tmp_path):
 # ---- the last four blocks, the probes, the command (issue 4) ----
 import json
 from torch.utils.data import TensorDataset
-from ijepa_edu.evaluate import (linear_probe, attentive_probe, AttentiveProbe, evaluate_encoder, evaluate_pixels,
-                                parse_probes, evaluate_checkpoint, write_metrics, standardize, main)
+from ijepa_edu.probes import (linear_probe, attentive_probe, AttentiveProbe, evaluate_encoder, evaluate_pixels,
+                              parse_probes, standardize)
+from ijepa_edu.evaluate import evaluate_checkpoint, write_metrics, main
 from ijepa_edu.checkpoint import atomic_save, CheckpointError
 from ijepa_edu.config import get_config
 from conftest import cfg_for
@@ -227,7 +228,8 @@ def test_evaluate_encoder_runs_each_probe_on_one_pass():
 
 def make_run(toy, out, step=2):
     "A checkpoint as ijepa_train writes it (checkpoint_state), a couple of I-JEPA steps in, and a training summary."
-    from ijepa_edu.train import build_model, checkpoint_state, make_mask_collator
+    from ijepa_edu.build import build_model, make_mask_collator
+    from ijepa_edu.checkpoint import checkpoint_state
     cfg = cfg_for(toy, out)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
@@ -276,7 +278,7 @@ def test_bad_input_names_the_fix(toy, tmp_path, one_thread):
     fails("choose 'target'", encoder='student')
     fails('No checkpoint given', ckpt=None)
     c = torch.load(ck, weights_only=True); c['config']['embed_dim'] = 64; torch.save(c, tmp_path / 'edited.pt')
-    fails('does not fit the model its own config describes', ckpt=str(tmp_path / 'edited.pt'))
+    fails("does not fit the model built for it: first wrong shape: pos_embed", ckpt=str(tmp_path / 'edited.pt'))
     c = torch.load(ck, weights_only=True); c['config']['data'] = 'elsewhere/cifar10'; torch.save(c, tmp_path / 'moved.pt')
     fails("run's own data path 'elsewhere/cifar10'", ckpt=str(tmp_path / 'moved.pt'))
 

@@ -93,8 +93,8 @@ def test_resume_with_another_model_size_names_the_key_and_shapes(toy, tmp_path):
     """Without the shape check load_state_dict raises a plain RuntimeError listing every tensor ("size mismatch"), which is
     not a CheckpointError: `pytest.raises` fails."""
     T.train(cfg_for(toy, tmp_path / 'r', max_steps='1'), quiet=True)
-    with pytest.raises(CheckpointError, match=r"the first mismatch is encoder\.\S+, shape \(.*128.*\) in the checkpoint but "
-                                              r"\(.*64.*\) in the model this config builds\. Resume with the preset and the model overrides"):
+    with pytest.raises(CheckpointError, match=r"The encoder in \S+ does not fit the model built for it: first wrong shape: \S+ is \(.*128.*\) in the file but "
+                                              r"\(.*64.*\) in the model\. Resume with the preset and the model overrides"):
         T.train(cfg_for(toy, tmp_path / 'r', embed_dim='64'), resume=True, quiet=True)
 
 # --- 4. killed runs (subprocesses) -------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Property tests of the mask collator (ijepa_edu.masks) over many seeds, in both modes (the vectorised sampler and
-the per-image loop it is tested against), the statistical test that they draw alike, and the figure functions.
-The lesson's own tests live in nbs/03_masks.ipynb."""
+the per-image loop it is tested against), the statistical test that they draw alike (ijepa_edu.mask_stats), and the
+figure functions (ijepa_edu.mask_figures). The lessons' own tests live in nbs/03_masks.ipynb, 20_mask_stats.ipynb and
+21_mask_figures.ipynb."""
 import math
 
 import matplotlib
@@ -14,9 +15,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import fastcore.test as fct
 
 from ijepa_edu.blocks import block_size, block_indices
-from ijepa_edu.masks import (MaskCollator, OFFICIAL_QUIRKS, mask_coverage, block_sizes, boxes_to_masks, chi2_two_sample,
-                             coverage_test, compare_samplers, show_masks, show_batch_masks, show_coverage,
-                             show_block_sizes, mask_explorer)
+from ijepa_edu.masks import MaskCollator, OFFICIAL_QUIRKS, block_sizes, boxes_to_masks
+from ijepa_edu.mask_stats import mask_coverage, chi2_two_sample, coverage_test, compare_samplers
+from ijepa_edu.mask_figures import show_masks, show_batch_masks, show_coverage, show_block_sizes, mask_explorer
 
 PAPER = dict(input_size=224, patch_size=16)   # 14x14 grid, paper mask settings (the defaults)
 TOY = dict(input_size=32, patch_size=4)       # 8x8 grid
@@ -403,3 +404,16 @@ def test_explorer_widget_builds_and_redraws():
     box.controls['min_keep'].value = 4
     data = box._repr_mimebundle_()
     assert 'image/png' in data and 'text/plain' in data        # a still for renderers without widgets
+
+
+def test_the_sampler_never_imports_matplotlib():
+    """A DataLoader worker imports the sampler to draw masks, never to plot them: in a fresh interpreter, importing
+    `ijepa_edu.masks` (and the training modules that use it) leaves matplotlib unloaded. The figures live in
+    `ijepa_edu.mask_figures`, which does import it."""
+    import subprocess, sys
+    code = ("import sys, ijepa_edu.masks; a = 'matplotlib' in sys.modules; "
+            "import ijepa_edu.mask_stats, ijepa_edu.data, ijepa_edu.build, ijepa_edu.train; b = 'matplotlib' in sys.modules; "
+            "import ijepa_edu.mask_figures; print(a, b, 'matplotlib' in sys.modules)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ['False', 'False', 'True'], r.stdout

@@ -191,7 +191,7 @@ def loss_and_grads(model, imgs, masks_enc, masks_pred):
 def test_teaching_path_equals_fast_path_cifar10_tiny(levers):
     "The cifar10_tiny step (the bench's model, penalty included): each lever off, and all off, give the same loss and gradients."
     from ijepa_edu.config import get_config
-    from ijepa_edu.train import build_model, make_mask_collator
+    from ijepa_edu.build import build_model, make_mask_collator
     cfg = get_config('cifar10_tiny')
     torch.manual_seed(0)
     model = build_model(cfg)

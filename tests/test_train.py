@@ -81,7 +81,8 @@ def test_cli_prints_what_ran_and_where(toy, tmp_path):
     r = _run(['ijepa_train', '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'cli'),
               '--device', 'cpu', '--max_steps', '2', 'batch_size=16', 'eval_train_images=0'], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    for text in ('Trained cifar10_tiny', '2 steps', 'k-NN (k=20)', 'linear probe', 'random init', 'checkpoint:', 'log:', 'plot:', 'metrics:'):
+    for text in ('Trained cifar10_tiny', '2 steps', 'k-NN', 'linear', 'target encoder', 'same net, random init',   # format_results
+                 'checkpoint:', 'log:', 'plot:', 'metrics:'):
         assert text in r.stdout, (text, r.stdout)
     assert (tmp_path / 'cli' / 'latest.pt').exists()
 

@@ -7,13 +7,15 @@
 Steps: `python -m build` (isolated: it fetches setuptools into its own build environment); the wheel must hold every
 module of ijepa_edu/ and nothing else (no notebooks, no tests), its version must be settings.ini's, and it must
 declare every console script in settings.ini; the sdist must hold what rebuilding needs (settings.ini, setup.py,
-pyproject.toml, README.md) and the notebooks the modules come from. Then `python -m venv --system-site-packages`
-(torch, 5.5 GB, is not installed again: the venv sees the machine's packages, and `--no-index` makes pip prove that
-the wheel's requirements are met without downloading anything), `pip install` the wheel, and, from a folder outside
-the repository, import every module (checking each comes from the venv, not from the repository's editable install)
-and run each console script with `--help`.
+pyproject.toml, README.md) and the notebooks the modules come from. Then a fresh venv that sees the packages of the
+Python running this script, whether that is the machine's Python or a venv of its own (torch, 5.5 GB, is not installed
+again: a .pth file adds this Python's site-packages folders after the venv's own, as `--system-site-packages` does for
+the machine's, which a venv user's torch is not in; `--no-index` makes pip prove that the wheel's requirements are met
+without downloading anything), `pip install` the wheel, and, from a folder outside the repository, import every module
+(checking each comes from the venv, not from the repository's editable install) and run each console script with
+`--help`.
 """
-import argparse, configparser, json, shlex, subprocess, sys, tarfile, tempfile, time, zipfile
+import argparse, configparser, json, shlex, subprocess, sys, sysconfig, tarfile, tempfile, time, zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +29,17 @@ def run(cmd, cwd=None, timeout=600, **kw):
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
     if r.returncode: raise RuntimeError(f'{shlex.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}')
     return r
+
+def parent_site_dirs():
+    "The site-packages folders of the Python running this (a venv's, the machine's or both), in its search order."
+    return [p for p in dict.fromkeys(sys.path) if Path(p).name in ('site-packages', 'dist-packages') and Path(p).is_dir()]
+
+def see_parent_packages(py):
+    "Let the venv of interpreter `py` import this Python's packages, after its own: a .pth file of site.addsitedir calls."
+    purelib = run([str(py), '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))']).stdout.strip()
+    lines = [f'import site; site.addsitedir({d!r})' for d in parent_site_dirs()]
+    (Path(purelib) / '_parent_site_packages.pth').write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return len(lines)
 
 IMPORT_ALL = """
 import importlib, json, sys, pkgutil, importlib.metadata as md
@@ -82,10 +95,13 @@ def check_package(work, quiet=False):
 
     t0 = time.time()
     venv = work / 'venv'
-    # --without-pip: the venv's own bundled pip and setuptools (65 on Python 3.11) would shadow the machine's, and torch
-    # asks for setuptools>=77; the machine's pip, run by the venv's python, installs into the venv.
-    run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', str(venv)])
+    # --without-pip: the venv's own bundled pip and setuptools (65 on Python 3.11) would shadow this Python's, and torch
+    # asks for setuptools>=77; this Python's pip, run by the venv's python, installs into the venv.
+    # Not --system-site-packages: that shows the machine's packages, and a user who installed torch in a venv of their
+    # own has it there, not on the machine; the .pth file shows whichever site-packages the running Python uses.
+    run([sys.executable, '-m', 'venv', '--without-pip', str(venv)])
     py, bin_ = venv / 'bin' / 'python', venv / 'bin'
+    rep['parent_site_dirs'] = see_parent_packages(py)
     t['venv_s'] = time.time() - t0; t0 = time.time()
     run([str(py), '-m', 'pip', 'install', '--no-index', '--disable-pip-version-check', '--quiet', str(whl)])
     t['install_s'] = time.time() - t0; t0 = time.time()

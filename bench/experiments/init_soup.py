@@ -8,8 +8,9 @@ Prints one line per point and appends them as JSON to bench/results/init_soup.js
 """
 import argparse, copy, json, time
 from pathlib import Path
-from ijepa_edu.data import resolve_data, make_dataset, make_transforms
-from ijepa_edu.evaluate import load_run_encoder, random_init_encoder, evaluate_encoder, evenly_spaced, _in_memory
+from ijepa_edu.data import resolve_data
+from ijepa_edu.probes import evaluate_encoder
+from ijepa_edu.evaluate import load_run_encoder, random_init_encoder, probe_datasets
 
 def interpolate(init, trained, a):
     "A copy of `trained` whose floating-point weights are a * init + (1 - a) * trained (buffers included)."
@@ -29,9 +30,7 @@ def main():
     tgt, _, _ = load_run_encoder(a.ckpt, 'target')
     init = random_init_encoder(cfg)
     root = resolve_data(a.data)
-    tfm = make_transforms(cfg.img_size, train=False)
-    tr = _in_memory(evenly_spaced(make_dataset(root, 'train', transform=tfm), a.train_images))
-    te = _in_memory(evenly_spaced(make_dataset(root, 'test', transform=tfm), a.test_images))
+    tr, te = probe_datasets(cfg, root, a.train_images, a.test_images)     # the evaluation's one data path
     points = [(f'a={x:g}', interpolate(init, ctx, x)) for x in a.alphas] + [('target encoder', tgt)]
     for name, enc in points:
         t0 = time.time()

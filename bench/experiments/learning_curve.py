@@ -59,6 +59,14 @@ def table(rows):
                      f"{cell(ms, 'knn_top1_random_init')} | {cell(ms, 'linear_top1_random_init')} |")
     return '\n'.join(lines)
 
+def log(results, job, folder, overrides, cfg):
+    "Append one finished job (recipe, epochs, seed, overrides, config, metrics.json) to the results file and print it."
+    m = json.loads((Path(folder) / 'metrics.json').read_text())
+    row = dict(recipe=job[0], epochs=job[1], seed=job[2], overrides=overrides, config=cfg, metrics=m,
+               finished=time.strftime('%Y-%m-%d %H:%M'))
+    with open(results, 'a') as f: f.write(json.dumps(row) + '\n')
+    print(table([row]).splitlines()[2], flush=True)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data'); ap.add_argument('--out', default='runs/curve'); ap.add_argument('--jobs', type=int, default=1)
@@ -67,8 +75,14 @@ def main():
     ap.add_argument('--set', nargs='*', default=[], help='extra overrides for every job (key=value)')
     ap.add_argument('--results', default=str(Path(__file__).parents[1] / 'results' / 'learning_curve.jsonl'))
     ap.add_argument('--table', help='print the table of a results file and exit')
+    ap.add_argument('--collect', nargs='*', help='log finished run folders named like RECIPE_eEPOCHS_sSEED (a runner that was stopped)')
     a = ap.parse_args()
     if a.table: print(table([json.loads(l) for l in open(a.table)])); return
+    if a.collect:
+        for folder in map(Path, a.collect):
+            recipe, e, s = folder.name.rsplit('_', 2)
+            log(a.results, (recipe, float(e[1:]), int(s[1:])), folder, [*RECIPES[recipe], f'epochs={e[1:]}', f'seed={s[1:]}', *a.set], None)
+        return
     if not a.data: ap.error('--data is required to run jobs (or pass --table FILE)')
     unknown = [r for r in a.recipe if r not in RECIPES]
     if unknown: ap.error(f'unknown recipes {unknown}; choose from {list(RECIPES)}')
@@ -82,10 +96,6 @@ def main():
             if p.poll() is None: continue
             del procs[job]
             if p.returncode: print(f'{job_name(*job)}: failed, see {folder / "stdout.txt"}', file=sys.stderr); continue
-            m = json.loads((folder / 'metrics.json').read_text())
-            row = dict(recipe=job[0], epochs=job[1], seed=job[2], overrides=overrides, config=cfg, metrics=m,
-                       finished=time.strftime('%Y-%m-%d %H:%M'))
-            with open(a.results, 'a') as f: f.write(json.dumps(row) + '\n')
-            print(table([row]).splitlines()[2], flush=True)
+            log(a.results, job, folder, overrides, cfg)
 
 if __name__ == '__main__': main()
