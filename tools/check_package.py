@@ -15,7 +15,7 @@ without downloading anything), `pip install` the wheel, and, from a folder outsi
 (checking each comes from the venv, not from the repository's editable install) and run each console script with
 `--help`.
 """
-import argparse, configparser, json, shlex, subprocess, sys, sysconfig, tarfile, tempfile, time, zipfile
+import argparse, configparser, json, shlex, subprocess, sys, tarfile, tempfile, time, zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
