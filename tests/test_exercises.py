@@ -12,7 +12,9 @@ import ijepa_edu.checks
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / 'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
-LESSONS = sorted((ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb'))
+# Reference pages (the facts sheet, the public API) are looked up, not taught: they have no exercises.
+REFERENCE_PAGES = {'26_reference', '27_api'}
+LESSONS = sorted(p for p in (ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb') if p.stem not in REFERENCE_PAGES)
 HEADER = '## Exercises'
 CHECK = re.compile(r'^\s*assert\b|\btest_(eq|ne|close|fail|is|eq_type|shuffled|stdout|warns)\s*\(', re.M)
 CHECKER = re.compile(r'\b(check_\w+)\s*\(')
