@@ -141,8 +141,8 @@ def _cifar10(root, split, transform, download):
     try: return CIFAR10(root, train=split == 'train', transform=transform, download=download)
     except (RuntimeError, OSError) as e:  # offline (URLError is an OSError), or not downloaded
         raise FileNotFoundError(f"Could not {'download or ' if download else ''}read torchvision's CIFAR-10 in {root} ({e}). "
-                           f"Without internet, pass an ImageFolder tree of it or a .tar.gz of one (here: "
-                           f"../shared/data/cifar10/cifar10_jpg.tar.gz).") from None
+                           f"Without internet, pass an ImageFolder tree of CIFAR-10 or a .tar.gz of one "
+                           f"(with --data or the IJEPA_DATA environment variable).") from None
 
 # %% ../nbs/08_data.ipynb #7c10ba8e
 def make_dataset(root,            # folder from `resolve_data`

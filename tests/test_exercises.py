@@ -13,7 +13,7 @@ import ijepa_edu.checks
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / 'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 # Reference pages (the facts sheet, the public API) are looked up, not taught: they have no exercises.
-REFERENCE_PAGES = {'26_reference', '27_api'}
+REFERENCE_PAGES = {'26_reference', '27_api', '28_smallscale_journal'}
 LESSONS = sorted(p for p in (ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb') if p.stem not in REFERENCE_PAGES)
 HEADER = '## Exercises'
 CHECK = re.compile(r'^\s*assert\b|\btest_(eq|ne|close|fail|is|eq_type|shuffled|stdout|warns)\s*\(', re.M)

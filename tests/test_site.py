@@ -31,7 +31,7 @@ def default_exp(path):
         if m: return m.group(1)
 
 # ------------------------------------------------------------------ README
-ROW = re.compile(r'^\| `(\d\d_\w+)` \| `([\w.]+)` \| (.+?) \|\s*$', re.M)
+ROW = re.compile(r'^\| `(\d\d_\w+)` \| (?:`([\w.]+)`|—) \| (.+?) \|\s*$', re.M)   # — : a page that exports nothing
 
 def test_readme_lists_every_lesson():
     "Each lesson in nbs/ has one row in the README's table (its module, a line on what a student learns), and no row names a lesson that is not there."

@@ -5,7 +5,7 @@
     python -m http.server -d _site 8000        # and browse http://127.0.0.1:8000
     python tools/build_site.py --out DIR       # somewhere else
 
-Pages are nbconvert's `lab` template plus: a sidebar listing every lesson in order, a table of contents per page built
+Pages are nbconvert's `lab` template plus: a sidebar listing every lesson, the core track then the appendix, a table of contents per page built
 from its headings, exercise solutions (code cells tagged `solution`) folded in `<details>`, nbdev's `#| hide` cells left
 out and its directives stripped from the code that is shown, previous/next links. Exported code (`#| export`) is shown:
 here the code is the lesson (nbdev's own docs hide it and show only the signatures).
@@ -28,6 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 MATHJAX = '_static/mathjax/tex-svg-full.js'   # where the pages load MathJax from
 IMAGE_MIMES = ('image/png', 'image/jpeg', 'image/svg+xml', 'image/gif')
 WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
+
+# The appendix track (README, "The learning path"): engineering and reference pages a course can skip. The sidebar lists
+# the core track first, then these under their own heading; the files keep their numbers.
+APPENDIX = {'08', '09', '10', '11', '15', '18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28'}
+
+def is_appendix(stem): return stem[:2] in APPENDIX
+
+def reading_order(paths):
+    "The site's order: the overview, the core lessons, then the appendix, each by number."
+    return sorted(paths, key=lambda p: (p.stem != 'index', is_appendix(p.stem), p.stem))
 
 def lesson_paths(nbs=ROOT / 'nbs'):
     "The site's pages in reading order: `index.ipynb` first, then the numbered lessons (nbdev's rule: no `_`/`.` names)."
@@ -150,6 +160,7 @@ body.site-page { margin: 0; padding: 0; overflow: visible; }
 .site-nav .site-brand { display: block; font-weight: 700; font-size: 17px; margin: 0 8px 4px; color: #111827; text-decoration: none; }
 .site-nav .site-tagline { margin: 0 8px 14px; color: #6b7280; font-size: 12px; }
 .site-nav ol { list-style: none; margin: 0; padding: 0; }
+.site-nav .site-nav-group { margin: 14px 8px 4px; color: #6b7280; font-size: 11px; font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em; }
 .site-nav li a { display: flex; gap: 6px; padding: 4px 8px; border-radius: 5px; color: #1f2937; text-decoration: none; }
 .site-nav li a:hover { background: #e5e8ee; }
 .site-nav li a[aria-current="page"] { background: #dbe6ff; font-weight: 600; }
@@ -176,9 +187,12 @@ body.site-page .jp-InputArea, body.site-page .jp-InputArea-editor { overflow-x: 
 """
 
 def nav_html(pages, current):
-    "The sidebar: every page in order, the current one marked."
-    items = []
+    "The sidebar: every page in order, the current one marked, the core track and the appendix under their own headings."
+    items, group = [], None
     for p in pages:
+        g = None if p['stem'] == 'index' else 'Appendix' if is_appendix(p['stem']) else 'Core track'
+        if g != group and g: items.append(f'<li class="site-nav-group">{g}</li>')
+        group = g
         num = p['stem'].split('_')[0] if p['stem'][:2].isdigit() else ''
         label = 'Overview' if p['stem'] == 'index' else p['title']
         cur = ' aria-current="page"' if p['stem'] == current else ''
@@ -231,7 +245,7 @@ def build(out=ROOT / '_site', nbs=ROOT / 'nbs', quiet=False):
     if mj: (out / MATHJAX).parent.mkdir(parents=True); shutil.copy(mj, out / MATHJAX)
     else: print('warning: django-static-mathjax is not installed (pip install -e ".[dev]"): formulas stay as TeX', file=sys.stderr)
 
-    paths = lesson_paths(nbs)
+    paths = reading_order(lesson_paths(nbs))
     if not paths: raise SystemExit(f'no notebooks in {nbs}')
     raw = {p: nbformat.read(p, as_version=4) for p in paths}
     pages = [dict(stem=p.stem, href=f'{p.stem}.html', source=str(p.relative_to(nbs.parent)) if p.is_relative_to(nbs.parent) else str(p),

@@ -9,7 +9,7 @@ metrics.json) to `--results`.
     python bench/experiments/learning_curve.py --data PATH --recipe base --epochs 1 2 4 8 --seeds 0 [--jobs 2]
     python bench/experiments/learning_curve.py --table bench/results/learning_curve.jsonl   # print the measured curves
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, csv, json, os, subprocess, sys, time
 from collections import defaultdict
 from pathlib import Path
 
@@ -59,9 +59,21 @@ def table(rows):
                      f"{cell(ms, 'knn_top1_random_init')} | {cell(ms, 'linear_top1_random_init')} |")
     return '\n'.join(lines)
 
+def flat_metrics(folder):
+    "metrics.json of a run, with a later `ijepa_eval` entry flattened into the training summary's keys."
+    m = json.loads((Path(folder) / 'metrics.json').read_text())
+    ev = m.get('evaluation')
+    if ev:                                             # scored by ijepa_eval after training (eval_probes='' in the run)
+        m.update({k: ev[k] for k in ('knn_top1', 'linear_top1') if k in ev}, eval_train_images=ev['train_images'])
+        m.update({f'{k}_random_init': v for k, v in ev.get('random_init', {}).items() if k in ('knn_top1', 'linear_top1')})
+    if 'train_seconds' not in m:                       # a run whose end-of-run summary was not written: from its log
+        with open(Path(folder) / 'log.csv') as f: last = [r for r in csv.DictReader(f) if r.get('elapsed_s')][-1]
+        m.update(train_seconds=float(last['elapsed_s']), img_per_s=float(last['img_per_s']), steps=int(last['step']))
+    return m
+
 def log(results, job, folder, overrides, cfg):
     "Append one finished job (recipe, epochs, seed, overrides, config, metrics.json) to the results file and print it."
-    m = json.loads((Path(folder) / 'metrics.json').read_text())
+    m = flat_metrics(folder)
     row = dict(recipe=job[0], epochs=job[1], seed=job[2], overrides=overrides, config=cfg, metrics=m,
                finished=time.strftime('%Y-%m-%d %H:%M'))
     with open(results, 'a') as f: f.write(json.dumps(row) + '\n')
