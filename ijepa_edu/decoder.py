@@ -25,7 +25,7 @@ from .step import target_features
 from .data import resolve_data, make_dataset, make_transforms
 from .checkpoint import CheckpointError, strip_module_prefix, load_checkpoint, load_small, SMALL_FORMAT
 from .build import build_model, make_mask_collator, pick_device
-from .evaluate import load_run_encoder, evenly_spaced, write_metrics
+from .evaluate import load_run_encoder, random_init_model, evenly_spaced, write_metrics
 from .visualise import unnormalize, Predictions, predict_blocks, prediction_scores
 
 # %% ../nbs/17_decoder.ipynb #6321887e
@@ -42,10 +42,8 @@ def load_run_model(path): # a run's checkpoint (`ijepa_train`'s latest.pt, ep*.p
     return model.requires_grad_(False).eval(), cfg, ck
 
 def random_predictor(cfg): # the run's TrainConfig
-    "The predictor the run started from (built with the run's seed, as `ijepa_train` builds it)."
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return build_model(cfg).predictor.requires_grad_(False).eval()
+    "The predictor the run started from (lesson 24's `random_init_model`, built with the run's seed)."
+    return random_init_model(cfg).predictor
 
 def load_split(root,           # data folder from `resolve_data`
                split,          # 'train' or 'test'
