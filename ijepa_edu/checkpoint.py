@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 # %% ../nbs/11_checkpoint.ipynb #cdb640d3
-def checkpoint_state(model, opt, cfg, *, step, epoch, pos, loss, world=1):
+def checkpoint_state(model, opt, cfg, *, step, epoch, pos, loss, world=1, scaler=None):
     "The official checkpoint layout, plus the step, the position in the epoch, the config and the RNG state."
     return {'encoder': model.encoder.state_dict(), 'predictor': model.predictor.state_dict(),
-            'target_encoder': model.target_encoder.state_dict(), 'opt': opt.state_dict(), 'scaler': None,
+            'target_encoder': model.target_encoder.state_dict(), 'opt': opt.state_dict(),
+            'scaler': scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,   # fp16 loss scale
             'epoch': epoch, 'loss': loss, 'batch_size': cfg.batch_size, 'world_size': world, 'lr': cfg.lr,
             'step': step, 'epoch_batch': pos, 'config': cfg.to_dict(), 'format': 'ijepa_edu-1',
             'rng': {'torch': torch.get_rng_state(),
@@ -131,7 +132,7 @@ def check_fits(model,  # the network the weights are for (any device, `meta` inc
     raise CheckpointError(f"The {what} in {where} does not fit the model built for it: {'; '.join(why)}. {fix}".rstrip())
 
 # %% ../nbs/11_checkpoint.ipynb #8864936f
-def restore(path, model, opt, cfg, force=False):
+def restore(path, model, opt, cfg, force=False, scaler=None):
     "Load a checkpoint written by `train` into `model` and `opt`; returns (step, epoch, position in the epoch)."
     if not Path(path).exists():
         raise CheckpointError(f"Nothing to resume: {path} does not exist. Run without --resume to start, or point --out "
@@ -146,6 +147,7 @@ def restore(path, model, opt, cfg, force=False):
                    "embed_dim, depth, num_heads, patch_size, img_size, pred_depth, pred_emb_dim) of the run that wrote it.")
     for k in ('encoder', 'predictor', 'target_encoder'): getattr(model, k).load_state_dict(ck[k])
     opt.load_state_dict(ck['opt'])
+    if scaler is not None and ck.get('scaler'): scaler.load_state_dict(ck['scaler'])   # fp16 runs: the loss scale too
     torch.set_rng_state(ck['rng']['torch'])
     return ck['step'], ck['epoch'], ck['epoch_batch']
 

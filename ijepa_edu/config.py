@@ -43,7 +43,9 @@ class TrainConfig:
     num_pred_masks: int = 4               # npred: target blocks per image
     min_keep: int = 10                    # fewest patches a context block may keep
     allow_overlap: bool = False           # may the context overlap the targets (no, officially)
-    truncate: str = 'random'              # equalise mask lengths in a batch: 'random' subset or 'first' indices
+    truncate: str = 'pad'                 # equalise mask lengths in a batch: 'pad' with -1 (every drawn patch trains), or
+                                          # cut to the shortest as officially: 'random' subset or 'first' indices
+    pad_to: str = 'auto'                  # with 'pad': 'batch' (the longest mask), 'max' (fixed shapes), 'auto' ('max' if compile)
     official_masks: str = ''              # official sampler quirks: '' (none), 'all', or names joined by commas
     # optimisation
     batch_size: int = 2048                # global batch per optimisation step
@@ -63,7 +65,8 @@ class TrainConfig:
     sigreg_weight: float = 0.0            # SIGReg on pooled context features (LeJEPA; 0 = off; lesson 14)
     # system
     device: str = 'auto'                  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
-    bf16: bool = True                     # bf16 autocast on GPU (ignored on CPU)
+    precision: str = 'auto'               # 'auto' (bf16 where the GPU has it, else fp16 + loss scaling; fp32 on the CPU),
+                                          # 'bf16', 'fp16' or 'fp32'
     compile: bool = False                 # torch.compile encoder and predictor
     grad_checkpointing: bool = False      # recompute each block in the backward pass: less memory, more time (lesson 04)
     num_workers: int = 4                  # DataLoader worker processes (masks are drawn there too)
@@ -96,7 +99,7 @@ PRESETS = {
     # linear probe peaks there (longer runs scored lower; lesson 14's last section says why)
     'cifar10_tiny': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
                          pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=1, warmup=0.1,
-                         vc_weight=0.1, num_workers=0, bf16=False, log_every=5, diag_every=50, save_every_epochs=0,
+                         vc_weight=0.1, num_workers=0, truncate='random', log_every=5, diag_every=50, save_every_epochs=0,
                          knn_every=0.5, eval_train_images=10000),
     # one GPU, about 10 minutes (designed from the CPU measurements; not yet timed on a GPU)
     'cifar10_small': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=384, depth=8, num_heads=6,

@@ -402,7 +402,7 @@ def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
     root, dev = _data_root(data, cfg), pick_device(device)
     x_train, x_test = load_split(root, 'train', train_images, cfg.img_size), load_split(root, 'test', test_images, cfg.img_size)
     if len(x_test) < 2: raise ValueError(f"{root} has {len(x_test)} test image(s): the scores need at least 2.")
-    collator = make_mask_collator(cfg)
+    collator = make_mask_collator(cfg, truncate='random')   # equal lengths: pixel targets need no padding
     decoder, res = fit_and_score(model.to(dev), x_train, x_test, collator, random_init_predictor=random_predictor(cfg), **kw)
     pos = (res.pop('position_pixels'), res.pop('position_features'))
     entry = {'checkpoint': str(ckpt), 'step': ck.get('step'), 'preset': cfg.preset, 'data': str(root), 'device': str(dev),

@@ -43,7 +43,7 @@ def show_masks(masks_enc,   # context masks: a list of LongTensor (B, K), or of 
     H, W = to_2tuple(grid)
     if ax is None: _, ax = plt.subplots(figsize=(3.2, 3.2))
     as_list = lambda ms: [] if ms is None else [ms] if isinstance(ms, torch.Tensor) else list(ms)
-    pick = lambda m: (m[i] if m.ndim == 2 else m).long()              # (B, K) -> (K,) for image i
+    pick = lambda m: (lambda r: r[r >= 0])((m[i] if m.ndim == 2 else m).long())   # (B, K) -> (K,) for image i, padding dropped
     enc, pred = [pick(m) for m in as_list(masks_enc)], [pick(m) for m in as_list(masks_pred)]
     a_ctx, a_tgt = (alpha, alpha) if alpha is not None else (0.45, 0.6) if img is not None else (0.9, 0.9)
     overlay = np.zeros((H * W, 4))                                   # RGBA per patch, raster order

@@ -13,9 +13,9 @@ from einops import rearrange
 # %% ../nbs/20_mask_stats.ipynb #548e62e3
 def _union(masks, n):
     "Boolean (B, n): True where a patch is in any of `masks` (a list of (B, K) index tensors)."
-    hit = torch.zeros(masks[0].shape[0], n, dtype=torch.bool)
-    for m in masks: hit.scatter_(1, m, True)
-    return hit
+    hit = torch.zeros(masks[0].shape[0], n + 1, dtype=torch.bool)      # one spare column for padding (-1)
+    for m in masks: hit.scatter_(1, torch.where(m >= 0, m, n), True)
+    return hit[:, :n]
 
 def mask_coverage(collator,      # a MaskCollator (its generator advances)
                   n_batches=10,  # batches to draw
@@ -81,7 +81,8 @@ def mask_samples(collator,      # a MaskCollator
         add('context tokens', ctx[:, 0].sum((1, 2)))
         add('context coverage', ctx[:, 0].flatten(1)); add('target coverage', tgt.any(1).flatten(1))
         masks_enc, masks_pred = collator.sample(batch_size, gen)
-        add('context kept', torch.tensor([masks_enc[0].shape[1]])); add('target kept', torch.tensor([masks_pred[0].shape[1]]))
+        kept = lambda m: (m >= 0).sum(1) if collator.truncate == 'pad' else torch.tensor([m.shape[1]])  # one length per batch if cut
+        add('context kept', kept(masks_enc[0])); add('target kept', kept(masks_pred[0]))
     return {k: torch.cat(v) for k, v in out.items()}
 
 def compare_samplers(a,             # a MaskCollator

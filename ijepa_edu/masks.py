@@ -8,6 +8,7 @@ __all__ = ['OFFICIAL_QUIRKS', 'MaskCollator', 'block_sizes', 'boxes_to_masks']
 # %% ../nbs/03_masks.ipynb #2111f674
 import os
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch
 from torch.utils.data import default_collate, get_worker_info
@@ -36,7 +37,8 @@ class MaskCollator:
                  npred=4,                     # target blocks per image
                  min_keep=10,                 # fewest patches a context may keep
                  allow_overlap=False,         # if False, every target patch is removed from the context
-                 truncate='random',           # equalise lengths in a batch: 'random' subset or 'first' indices
+                 truncate='random',           # equalise lengths in a batch: 'random' subset, 'first' indices, or 'pad' with -1
+                 pad_to='batch',              # with truncate='pad': the batch's longest mask, or 'max' (fixed shapes)
                  official=False,              # True, or a set of OFFICIAL_QUIRKS names, to reproduce the official sampler
                  max_tries=100,               # draws per image before giving up with an error
                  fast=True,                   # draw the whole batch with tensor operations; False: the per-image loop
@@ -47,9 +49,10 @@ class MaskCollator:
         self.pred_mask_scale = check_range('pred_mask_scale', pred_mask_scale)
         self.aspect_ratio = check_range('aspect_ratio', aspect_ratio, 0.0, float('inf'))
         self.quirks = self._parse_quirks(official)
-        if truncate not in ('random', 'first'):
-            raise ValueError(f"truncate must be 'random' or 'first', got {truncate!r}.")
-        self.truncate = 'first' if 'truncate_first' in self.quirks else truncate
+        if truncate not in ('random', 'first', 'pad'):
+            raise ValueError(f"truncate must be 'random', 'first' or 'pad', got {truncate!r}.")
+        if pad_to not in ('batch', 'max'): raise ValueError(f"pad_to must be 'batch' or 'max', got {pad_to!r}.")
+        self.truncate, self.pad_to = 'first' if 'truncate_first' in self.quirks else truncate, pad_to
         for name, v, lo in (('nenc', nenc, 1), ('npred', npred, 1), ('min_keep', min_keep, 1), ('max_tries', max_tries, 1)):
             if not isinstance(v, int) or v < lo: raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
         self.nenc, self.npred, self.min_keep, self.max_tries = nenc, npred, min_keep, max_tries
@@ -103,7 +106,8 @@ class MaskCollator:
         q = f", official={sorted(self.quirks)}" if self.quirks else ''
         return (f"MaskCollator(grid={self.grid}, enc_mask_scale={self.enc_mask_scale}, pred_mask_scale={self.pred_mask_scale}, "
                 f"aspect_ratio={self.aspect_ratio}, nenc={self.nenc}, npred={self.npred}, min_keep={self.min_keep}, "
-                f"allow_overlap={self.allow_overlap}, truncate={self.truncate!r}{q}{'' if self.fast else ', fast=False'})")
+                f"allow_overlap={self.allow_overlap}, truncate={self.truncate!r}"
+                f"{f', pad_to={self.pad_to!r}' if self.truncate == 'pad' else ''}{q}{'' if self.fast else ', fast=False'})")
 
 # %% ../nbs/03_masks.ipynb #aec45a9b
 @patch
@@ -192,13 +196,24 @@ def _sample_image_official(self: MaskCollator, gen, p_size, e_size):
 
 # %% ../nbs/03_masks.ipynb #32e341e1
 @patch
-def _equalise(self: MaskCollator, gen, masks):
-    "Stack per-image index tensors (B lists of M) into M tensors (B, K), K the shortest over the batch and the M."
-    k = min(len(m) for per_image in masks for m in per_image)
+def _equalise(self: MaskCollator, gen, masks, kind='enc'):
+    "Stack per-image index tensors (B lists of M) into M tensors (B, K): cut to the shortest, or padded with -1 ('pad')."
+    lengths = [len(m) for per_image in masks for m in per_image]
+    if self.truncate == 'pad':                                 # every drawn patch kept; -1 marks the empty places
+        k = self._pad_length(max(lengths), kind)
+        pad = lambda m: torch.cat([m, m.new_full((k - len(m),), -1)])
+        return [torch.stack([pad(per_image[j]) for per_image in masks]) for j in range(len(masks[0]))]  # M x (B, K)
+    k = min(lengths)
     def cut(m):
         if self.truncate == 'first': return m[:k]
         return m[torch.randperm(len(m), generator=gen)[:k].sort().values]  # unbiased subset, raster order kept
     return [torch.stack([cut(per_image[j]) for per_image in masks]) for j in range(len(masks[0]))]  # M x (B, K)
+
+@patch
+def _pad_length(self: MaskCollator, longest, kind):
+    "Length to pad a batch's masks of `kind` ('enc' or 'pred') to: the longest drawn, or at least `max_lengths()`."
+    if self.pad_to == 'batch': return longest
+    return max(longest, self.max_lengths()[kind == 'pred'])      # fixed shapes (torch.compile); a longer draw still fits
 
 @patch
 def _sample_loop(self: MaskCollator,
@@ -208,8 +223,8 @@ def _sample_loop(self: MaskCollator,
     "Masks for a batch, image by image: (masks_enc, masks_pred), lists of nenc and npred LongTensors of shape (B, K)."
     gen = gen or self._rng()
     per_image = self._draw_loop(batch_size, gen)
-    masks_enc = self._equalise(gen, [enc for enc, _ in per_image])
-    masks_pred = self._equalise(gen, [pred for _, pred in per_image])
+    masks_enc = self._equalise(gen, [enc for enc, _ in per_image], 'enc')
+    masks_pred = self._equalise(gen, [pred for _, pred in per_image], 'pred')
     return masks_enc, masks_pred
 
 @patch
@@ -229,6 +244,18 @@ def block_sizes(scale,  # tensor of fractions of the image, each in (0, 1]
     n = (H * W * s).floor()                                      # patches each block should hold
     h, w = (n * a).sqrt().round(), (n / a).sqrt().round()        # round half to even, like Python's round
     return h.clamp(1, H).long(), w.clamp(1, W).long()
+
+# %% ../nbs/03_masks.ipynb #42d605c8
+@patch
+def max_lengths(self: MaskCollator):
+    "(context, target): the most patches one context (after overlap removal) or one target block can hold."
+    H, W = self.grid
+    a = torch.linspace(*self.aspect_ratio, 4097).double()        # target aspect ratios, densely (both ends included)
+    h, w = block_sizes(torch.full_like(a, self.pred_mask_scale[1]), a, self.grid)   # the largest scale: the largest blocks
+    hc, wc = block_sizes(torch.tensor([self.enc_mask_scale[1]]), torch.ones(1), self.grid)
+    if 'exclusive_bound' in self.quirks: h, w, hc, wc = h.clamp(max=H - 1), w.clamp(max=W - 1), hc.clamp(max=H - 1), wc.clamp(max=W - 1)
+    return int(hc * wc), int((h * w).max())
+
 
 # %% ../nbs/03_masks.ipynb #a2199350
 @patch
@@ -314,9 +341,18 @@ def _k_smallest(key, k):
     idx = key.topk(k, -1, largest=False, sorted=False).indices   # (R, k), in no particular order
     return _sorted_rows(torch.zeros_like(key, dtype=torch.bool).scatter_(1, idx, True), k)  # faster than a sort
 
+def _padded_rows(keep, k):
+    "Positions of the True entries of each row of `keep` (R, L) in increasing order, then -1 up to k columns: (R, k)."
+    L = keep.size(1)
+    pos = torch.arange(L).expand_as(keep)                        # (R, L)
+    idx = torch.where(keep, pos, pos + L).sort(-1).values[:, :k] # real positions first, in order: (R, min(k, L))
+    idx = idx.masked_fill(idx >= L, -1)                          # the rest are padding
+    return F.pad(idx, (0, k - idx.size(1)), value=-1)            # (R, k), when k > L too
+
 @patch
 def _cut_masks(self: MaskCollator, gen, masks, k):
-    "Boolean masks (R, N), each with at least k patches -> (R, k) sorted indices: the first k, or k at random."
+    "Boolean masks (R, N), each with at least k patches -> (R, k) sorted indices: the first k, k at random, or all padded."
+    if self.truncate == 'pad': return _padded_rows(masks, k)    # every patch, then -1
     if self.truncate == 'first': return _sorted_rows(masks & (masks.cumsum(-1) <= k), k)  # the first k of each row
     key = torch.rand(masks.shape, generator=gen).masked_fill_(~masks, 2.0)  # random keys; patches outside: last
     return _k_smallest(key, k)                                   # (R, k): the patches with the k smallest keys
@@ -328,14 +364,17 @@ def _cut_boxes(self: MaskCollator, gen, boxes, k):
     hb, wb, W = int(h.max()), int(w.max()), self.grid[1]         # a box that holds the largest block
     r, c = torch.arange(hb).repeat_interleave(wb), torch.arange(wb).repeat(hb)  # (hb*wb,): row, column of each cell
     inside = (r < h) & (c < w)                                   # (R, hb*wb): the cells of each block, raster order
-    j = self._cut_masks(gen, inside, k)                          # (R, k) cells of the box, in raster order
-    return top * W + left + (r * W + c)[j]                       # (R, k) raster indices on the grid, still sorted
+    j = self._cut_masks(gen, inside, k)                          # (R, k) cells of the box, in raster order (-1: padding)
+    return (top * W + left + (r * W + c)[j.clamp(min=0)]).masked_fill(j < 0, -1)   # (R, k) raster indices, still sorted
 
 @patch
 def _sample_fast(self: MaskCollator, batch_size, gen):
     "`sample` with tensor operations over the whole batch."
     ctx, tgt = self._draw_fast(batch_size, gen)                  # (B, nenc, N), (4, B, npred)
     k_enc, k_pred = int(ctx.sum(-1).min()), int((tgt[2] * tgt[3]).min())  # the shortest context and target
+    if self.truncate == 'pad':                                   # the longest instead: every drawn patch is kept
+        k_enc = self._pad_length(int(ctx.sum(-1).max()), 'enc')
+        k_pred = self._pad_length(int((tgt[2] * tgt[3]).max()), 'pred')
     enc = self._cut_masks(gen, rearrange(ctx, 'b m n -> (m b) n'), k_enc)   # (nenc * B, k_enc)
     pred = self._cut_boxes(gen, rearrange(tgt, 'x b m -> x (m b)'), k_pred) # (npred * B, k_pred)
     return (list(rearrange(enc, '(m b) k -> m b k', m=self.nenc)),        # nenc x (B, k_enc)

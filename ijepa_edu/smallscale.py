@@ -32,9 +32,10 @@ class RegularizedIJEPA(IJEPA):
         super().__init__(encoder, predictor, loss, target_layers)
         self.vc_weight, self.cov_weight, self.sigreg_weight = vc_weight, cov_weight, sigreg_weight
 
-    def regularizer(self, z):                                      # z: (nenc * B, Kc, D) context features
+    def regularizer(self, z, valid=None):                          # z: (nenc * B, Kc, D) context features
         if not (self.vc_weight or self.sigreg_weight): return None
-        pooled, reg = z.mean(dim=1), 0.0                           # (nenc * B, D): one vector per image
+        pooled = z.mean(1) if valid is None else (z * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)  # (nenc * B, D)
+        reg = 0.0                                                  # one vector per image, over its real tokens
         if self.vc_weight:
             var, cov = variance_covariance(pooled)
             reg = reg + self.vc_weight * (var + self.cov_weight * cov)

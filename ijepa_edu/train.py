@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from fastcore.script import call_parse, Param, store_true
 
-from .build import build_model, make_mask_collator, init_distributed
+from .build import build_model, make_mask_collator, init_distributed, pick_precision
 from .ema import ema_momentum
 from .config import TrainConfig, get_config, parse_overrides
 from .schedules import lr_at, wd_at, param_groups, set_lr_wd, schedule_lengths
@@ -235,8 +235,10 @@ def _wrap(model, cfg, world, device):
     return net
 
 def _autocast(cfg, device):
-    "bf16 autocast on a GPU, as the official runs; float32 on the CPU."
-    return torch.autocast(device.type, dtype=torch.bfloat16) if (cfg.bf16 and device.type == 'cuda') else contextlib.nullcontext()
+    "(autocast context, gradient scaler): bf16 as the official runs, fp16 with loss scaling where the GPU has no bf16, fp32 on the CPU."
+    dtype = pick_precision(cfg.precision, device)
+    amp = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    return amp, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)   # fp16 gradients underflow unscaled
 
 def _progress_bar(cfg, stop, step):
     from tqdm.auto import tqdm
@@ -273,13 +275,14 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                             **({'fused': True} if device.type == 'cuda' else {}))
     loader, sampler, root = make_loader(cfg, micro, rank, world, pin_memory=device.type == 'cuda', device=device)
     ipe, total, warmup, stop = run_length(cfg, sampler.batches_per_epoch)
-    s = LoopState(*restore(latest, model, opt, cfg, force)) if resume else LoopState()
+    amp, scaler = _autocast(cfg, device)
+    s = LoopState(*restore(latest, model, opt, cfg, force, scaler)) if resume else LoopState()
     s.saved_step, s.loss_sum = (s.step if resume else None), torch.zeros((), device=device)
     log = RunLog(out / 'log.csv', resume_step=s.step if resume else None) if main else None
-    net, amp, t0 = _wrap(model, cfg, world, device), _autocast(cfg, device), time.time()
+    net, t0 = _wrap(model, cfg, world, device), time.time()
     def save(path):                                       # rank 0 writes; every rank knows which step latest.pt holds
         if main: atomic_save(checkpoint_state(model, opt, cfg, step=s.step, epoch=s.epoch, pos=s.pos, loss=s.last_loss,
-                                              world=world), path)
+                                              world=world, scaler=scaler), path)
         if path == latest: s.saved_step = s.step
     bar = _progress_bar(cfg, stop, s.step) if main and not quiet else None
     watch, step_loss = CollapseWatch(), torch.zeros((), device=device)
@@ -297,12 +300,12 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                 last_micro = micro_i == cfg.accum_steps
                 with (contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()):   # DDP syncs on the last
                     with amp: loss = net(imgs, masks_enc, masks_pred) / cfg.accum_steps
-                    loss.backward()
+                    scaler.scale(loss).backward()                       # scale 1 (a no-op) unless fp16
                 step_loss += loss.detach()
                 if not last_micro: continue
                 m = ema_momentum(s.step, total, *cfg.ema)
                 if _is_finite(step_loss, world):
-                    opt.step(); opt.zero_grad(set_to_none=True)
+                    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)   # fp16: skips overflowed steps
                     model.ema_step(m)
                     s.loss_sum += step_loss; s.n_sum += 1
                 else: _skip_or_halt(s, opt, step_loss, cfg, latest, main)   # or TrainingHalted, before any update

@@ -32,7 +32,7 @@ def test_paper_optimisation_and_mask_settings(name):
     assert (c.lr, c.start_lr, c.final_lr) == (1e-3, 2e-4, 1e-6)
     assert (c.weight_decay, c.final_weight_decay) == (0.04, 0.4)
     assert c.ema == (0.996, 1.0) and c.ipe_scale == 1.0
-    assert (c.crop_scale, c.horizontal_flip, c.color_jitter, c.bf16) == ((0.3, 1.0), False, 0.0, True)
+    assert (c.crop_scale, c.horizontal_flip, c.color_jitter, c.precision) == ((0.3, 1.0), False, 0.0, 'auto')
     assert (c.enc_mask_scale, c.pred_mask_scale, c.aspect_ratio) == ((0.85, 1.0), (0.15, 0.2), (0.75, 1.5))
     assert (c.num_enc_masks, c.num_pred_masks, c.min_keep, c.allow_overlap) == (1, 4, 10, False)
     assert (c.loss, c.vc_weight, c.pos_embed_scale, c.patch_init_std, c.official_masks) == ('smooth_l1', 0.0, 1.0, 0.02, '')
@@ -81,7 +81,7 @@ def test_config_round_trips_through_a_dict_and_json():
 
 @pytest.mark.parametrize('text,field,want', [
     ('lr=5e-4', 'lr', 5e-4), ('epochs=2', 'epochs', 2.0), ('batch_size=1e3', 'batch_size', 1000),
-    ('bf16=false', 'bf16', False), ('bf16=Yes', 'bf16', True), ('compile=1', 'compile', True),
+    ('horizontal_flip=false', 'horizontal_flip', False), ('horizontal_flip=Yes', 'horizontal_flip', True), ('compile=1', 'compile', True),
     ('crop_scale=0.5,1.0', 'crop_scale', (0.5, 1.0)), ('ema=(0.99, 1)', 'ema', (0.99, 1)),
     ('data=/tmp/a=b', 'data', '/tmp/a=b'), ('--warmup=0.5', 'warmup', 0.5), ('device=cuda:1', 'device', 'cuda:1'),
 ])
@@ -102,7 +102,7 @@ def test_overrides_leave_other_fields_and_the_preset_alone():
     (dict(batch_size='True'), 'batch_size expects an integer'),
     (dict(batch_size=2.5), 'batch_size expects an integer'),
     (dict(lr='fast'), 'lr expects a number'),
-    (dict(bf16='maybe'), 'bf16 expects true or false'),
+    (dict(compile='maybe'), 'compile expects true or false'),
     (dict(crop_scale='0.5'), 'crop_scale expects numbers separated by commas'),
     (dict(crop_scale='a,b'), 'crop_scale expects numbers separated by commas'),
     (dict(crop_scale='0.1,0.5,1.0'), 'crop_scale expects 2 numbers'),

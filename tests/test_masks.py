@@ -236,7 +236,7 @@ def test_dataloader_collate_fn(workers):
     (dict(npred=0), 'npred must be an integer >= 1'),
     (dict(official={'shared_size', 'no_such_quirk'}), 'Unknown official quirks'),
     (dict(official='truncate'), 'Unknown official quirks'),
-    (dict(truncate='last'), "truncate must be 'random' or 'first'"),
+    (dict(truncate='last'), "truncate must be 'random', 'first' or 'pad'"), (dict(pad_to='longest'), "pad_to must be 'batch' or 'max'"),
 ])
 def test_bad_inputs(kw, msg):
     with pytest.raises(ValueError) as e: MaskCollator(**kw)

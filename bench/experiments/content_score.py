@@ -38,7 +38,7 @@ def scores(path, root, batches=8, batch=64):
     idx = torch.linspace(0, len(ds) - 1, batches * batch).long().tolist()          # evenly spaced over the classes
     x = torch.stack([ds[i][0] for i in idx])                                        # (batches * batch, 3, H, W)
     h = F.layer_norm(model.target_encoder(x), (model.target_encoder.embed_dim,))    # (n, N, D) the targets
-    collator, top1 = make_mask_collator(cfg), []
+    collator, top1 = make_mask_collator(cfg, truncate='random'), []
     for b in range(batches):
         xb = x[b * batch:(b + 1) * batch]
         me, mp = collator.sample(len(xb), gen=torch.Generator().manual_seed(b))

@@ -1,0 +1,142 @@
+"""Padded masks (issue 15): every drawn token trains. `truncate='pad'` keeps each image's masks whole, padded with -1 to
+the batch's longest (or to fixed maximum lengths for torch.compile); attention never reads padding and the loss averages
+over real tokens only. Each test compares the padded batch with a loop over single images that needs no padding."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ijepa_edu.train as T
+from ijepa_edu.build import make_mask_collator, pick_precision
+from ijepa_edu.config import get_config
+from ijepa_edu.encoder import VisionTransformer, token_mask
+from ijepa_edu.masks import MaskCollator
+from ijepa_edu.predictor import vit_predictor
+from ijepa_edu.smallscale import RegularizedIJEPA
+from ijepa_edu.step import IJEPA, jepa_loss, set_fast_paths
+from conftest import cfg_for, weights, assert_same
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+TOY = dict(input_size=32, patch_size=4, min_keep=4)
+
+def real(m, b):
+    "Image b's real indices of a padded (B, K) mask, as a (1, k) mask of one image."
+    return m[b:b + 1][:, m[b] >= 0]
+
+def nets(rope, seed=0):
+    torch.manual_seed(seed)
+    enc = VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=4, rope=rope)
+    pred = vit_predictor(num_patches=64, embed_dim=64, predictor_embed_dim=32, depth=2, num_heads=4, rope=rope)
+    return enc, pred
+
+@pytest.mark.parametrize('fast', [True, False])
+def test_padded_masks_hold_every_drawn_patch(fast):
+    "The real entries of each padded row are exactly the patches drawn for that image, in raster order; -1 comes after."
+    mc = MaskCollator(**TOY, truncate='pad', fast=fast)
+    me, mp = mc.sample(32, gen=torch.Generator().manual_seed(0))
+    drawn = mc.draw(32, gen=torch.Generator().manual_seed(0))       # same generator: the same draw, before collation
+    for b, (ctx, tgt) in enumerate(drawn):
+        assert torch.equal(me[0][b][me[0][b] >= 0], ctx[0])
+        for j in range(4): assert torch.equal(mp[j][b][mp[j][b] >= 0], tgt[j])
+    for m in me + mp:
+        assert m.shape[1] == max(int((r >= 0).sum()) for r in m)   # padded to the longest, no further
+        pad = m < 0
+        assert torch.equal(pad, pad.cummax(1).values)              # padding only at the end of a row
+    cut, _ = MaskCollator(**TOY, fast=fast).sample(32, gen=torch.Generator().manual_seed(0))
+    assert (me[0] >= 0).sum(1).float().mean() > cut[0].shape[1]     # truncation drops context patches; padding keeps them
+
+def test_pad_to_max_gives_fixed_shapes():
+    mc = MaskCollator(**TOY, truncate='pad', pad_to='max', seed=0)
+    n_ctx, n_tgt = mc.max_lengths()
+    assert (n_ctx, n_tgt) == (64, 12)                               # 8x8: the whole grid; 0.2 * 64 -> 12 patches at most
+    for B in (1, 7, 64):
+        me, mp = mc.sample(B)
+        assert me[0].shape == (B, n_ctx) and all(m.shape == (B, n_tgt) for m in mp)
+    drawn = [int(h * w) for h, w in zip(*mc._sizes(torch.Generator().manual_seed(1), (20000,), mc.pred_mask_scale, mc.aspect_ratio))]
+    assert max(drawn) <= n_tgt
+    assert MaskCollator(truncate='pad', pad_to='max').max_lengths() == (196, 42)   # 14x14: one block holds at most 42
+
+@pytest.mark.parametrize('rope', [False, True])
+@pytest.mark.parametrize('sdpa', [True, False])
+def test_padded_encoder_and_predictor_equal_single_images(rope, sdpa):
+    enc, pred = nets(rope)
+    set_fast_paths(enc, sdpa=sdpa); set_fast_paths(pred, sdpa=sdpa)
+    enc.eval(); pred.eval()
+    x = torch.randn(5, 3, 32, 32)
+    me, mp = MaskCollator(**TOY, truncate='pad', nenc=2, npred=3, seed=0).sample(5)
+    assert token_mask(me) is not None and not token_mask(me).all()
+    z, p = enc(x, me), None
+    p = pred(z, me, mp)                                             # (npred * nenc * B, Kt, D)
+    for b in range(5):
+        for i in range(2):
+            c = real(me[i], b)
+            zb = enc(x[b:b + 1], [c])
+            torch.testing.assert_close(z[i * 5 + b][me[i][b] >= 0], zb[0], atol=1e-5, rtol=1e-5)
+            for j in range(3):
+                pb = pred(zb, [c], [real(mp[j], b)])[0]
+                torch.testing.assert_close(p[(j * 2 + i) * 5 + b][mp[j][b] >= 0], pb, atol=1e-5, rtol=1e-5)
+
+@pytest.mark.parametrize('rope', [False, True])
+def test_padded_loss_and_gradients_equal_the_per_image_loop(rope):
+    "The loss is the mean over every real target token, as a loop over images computes it; the gradients agree too."
+    enc, pred = nets(rope)
+    model = RegularizedIJEPA(enc, pred, vc_weight=0.0)
+    x = torch.randn(6, 3, 32, 32)
+    me, mp = MaskCollator(**TOY, truncate='pad', seed=1).sample(6)
+    loss = model(x, me, mp)
+    g = torch.autograd.grad(loss, list(enc.parameters()) + list(pred.parameters()))
+    with torch.no_grad(): h = F.layer_norm(model.target_encoder(x), (64,))
+    total, n = 0., 0
+    for b in range(6):
+        c = real(me[0], b); zb = enc(x[b:b + 1], [c])
+        for j in range(4):
+            t = real(mp[j], b)
+            total = total + F.smooth_l1_loss(pred(zb, [c], [t])[0], h[b, t[0]], reduction='none').mean(-1).sum()
+            n += t.shape[1]
+    ref = total / n
+    torch.testing.assert_close(loss, ref)
+    g_ref = torch.autograd.grad(ref, list(enc.parameters()) + list(pred.parameters()))
+    for a, r in zip(g, g_ref): torch.testing.assert_close(a, r, atol=1e-6, rtol=1e-4)
+
+def test_truncated_masks_take_the_unpadded_path():
+    "Without padding nothing changes: no attention mask, and the loss is the plain mean."
+    me, mp = MaskCollator(**TOY, seed=0).sample(4)
+    assert token_mask(me) is None and token_mask(mp) is None
+    p, t = torch.randn(8, 5, 16), torch.randn(8, 5, 16)
+    torch.testing.assert_close(jepa_loss(p, t, valid=torch.ones(8, 5, dtype=torch.bool)), jepa_loss(p, t))
+    with pytest.raises(ValueError, match='valid'): jepa_loss(p, t, valid=torch.ones(8, 4, dtype=torch.bool))
+
+def test_regularizer_pools_real_tokens_only():
+    "VICReg's pooled vector of an image is the mean of its real context tokens: padding placeholders change nothing."
+    enc, pred = nets(False)
+    model = RegularizedIJEPA(enc, pred, vc_weight=0.1)
+    z = torch.randn(4, 6, 64); valid = torch.tensor([[1, 1, 1, 0, 0, 0]] * 2 + [[1] * 6] * 2, dtype=torch.bool)
+    z2 = z.clone(); z2[~valid] = 1e3                                # garbage where padding sits
+    torch.testing.assert_close(model.regularizer(z, valid), model.regularizer(z2, valid))
+    with pytest.raises(AssertionError): torch.testing.assert_close(model.regularizer(z), model.regularizer(z2))
+
+def test_configs_pad_by_default_and_compile_gets_fixed_shapes():
+    assert get_config('in1k_vith14').truncate == 'pad' and get_config('cifar10_small').truncate == 'pad'
+    assert make_mask_collator(get_config('in1k_vith14')).pad_to == 'batch'
+    assert make_mask_collator(get_config('in1k_vith14', compile='true')).pad_to == 'max'
+    assert make_mask_collator(get_config('in1k_vith14'), truncate='random').truncate == 'random'
+    with pytest.raises(ValueError, match="pad_to='long'"): make_mask_collator(get_config('in1k_vith14', pad_to='long'))
+
+def test_precision_is_chosen_by_the_card():
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    assert pick_precision('auto', cpu) is None                      # float32 on the CPU
+    assert pick_precision('auto', cuda, bf16_ok=True) == torch.bfloat16
+    assert pick_precision('auto', cuda, bf16_ok=False) == torch.float16   # a T4: fp16, with a gradient scaler
+    assert pick_precision('fp32', cuda, bf16_ok=True) is None
+    with pytest.raises(ValueError, match='choose auto, bf16, fp16 or fp32'): pick_precision('fp8', cuda)
+
+def test_fp16_run_scales_the_loss_and_resumes_exactly(toy, tmp_path):
+    "fp16 autocast with a gradient scaler trains on the CPU too; the scale is saved and a resumed run matches."
+    kw = dict(precision='fp16', truncate='pad')
+    T.train(cfg_for(toy, tmp_path / 'full', **kw), quiet=True)
+    T.train(cfg_for(toy, tmp_path / 'cut', max_steps='4', **kw), quiet=True)
+    T.train(cfg_for(toy, tmp_path / 'cut', **kw), resume=True, quiet=True)
+    ck_a, a = weights(tmp_path / 'full' / 'latest.pt'); ck_b, b = weights(tmp_path / 'cut' / 'latest.pt')
+    assert ck_a['scaler'] is not None and ck_a['scaler']['scale'] > 0 and ck_a['scaler'] == ck_b['scaler']
+    assert_same(a, b)
+    assert all(torch.isfinite(t).all() for t in a.values() if t.is_floating_point())
+    assert torch.load(tmp_path / 'full' / 'latest.pt', weights_only=True)['config']['truncate'] == 'pad'
