@@ -17,6 +17,7 @@ from fastcore.script import call_parse, Param, store_true
 
 from .build import build_model, make_mask_collator, init_distributed, pick_precision
 from .ema import ema_momentum
+from .encoder import MaskList
 from .config import TrainConfig, get_config, parse_overrides
 from .schedules import lr_at, wd_at, param_groups, set_lr_wd, schedule_lengths
 from .data import resolve_data, make_dataset, make_transforms, SeededSamples, ResumableSampler, MaskedBatchCollate
@@ -159,12 +160,39 @@ class LoopState:
     skipped_row: int = 0                  # ... since the previous log row
     n_sum: int = 0                        # steps whose losses `loss_sum` holds
     loss_sum: torch.Tensor | None = None  # their sum, on the device: read once per log row
+    ok_row: torch.Tensor | None = None    # on a GPU: finite and non-finite steps since the last check, counted on the
+    bad_row: torch.Tensor | None = None   # device and read on log steps and before saves (no sync in the step)
+    first_bad: int | None = None          # the first step of the current unchecked stretch
 
 # %% ../nbs/15_train.ipynb #f3a96f3a
 def _to(device, batch, masks_enc, masks_pred):
+    "Images and masks on `device`; the masks say whether any is padded, read here on the CPU where it costs nothing."
     imgs = batch[0] if isinstance(batch, (list, tuple)) else batch          # (images, labels): labels unused
     move = lambda t: t.to(device, non_blocking=True)
-    return move(imgs), [move(m) for m in masks_enc], [move(m) for m in masks_pred]
+    padded = any(bool((m < 0).any()) for m in masks_enc + masks_pred) if masks_enc[0].device.type == 'cpu' else None
+    return move(imgs), MaskList([move(m) for m in masks_enc], padded), MaskList([move(m) for m in masks_pred], padded)
+
+def _sync_free(device):
+    "On a GPU the step never waits for the device: non-finite steps are skipped there and counted, read at log steps."
+    return device.type == 'cuda'
+
+def _settle(s, cfg, latest, main):
+    "Sync-free runs, at log steps and before saves: read the device's counts of finite and skipped steps; stop if asked."
+    if s.bad_row is None: return
+    ok, bad = int(s.ok_row.item()), int(s.bad_row.item())
+    s.ok_row.zero_(); s.bad_row.zero_(); first, s.first_bad = s.first_bad, None
+    s.n_sum += ok
+    if not bad: return
+    s.skipped, s.skipped_row = s.skipped + bad, s.skipped_row + bad
+    if cfg.on_nan == 'stop':
+        kept = f"{latest} still holds step {s.saved_step}" if s.saved_step is not None else "nothing was saved before"
+        raise TrainingHalted(f"steps {first}-{s.step}: {bad} step(s) had a non-finite loss; their updates were skipped "
+                             f"on the GPU and the run stopped at the check of step {s.step} without saving (on_nan='stop'); "
+                             f"{kept}. Usual causes: a learning rate too high for the batch size, or broken input images; "
+                             f"on_nan=skip skips such steps instead.")
+    if s.skipped == bad and main:
+        warnings.warn(f"steps {first}-{s.step}: {bad} step(s) had a non-finite loss: updates skipped (on_nan='skip'). "
+                      f"Later skips are counted in the log's 'skipped' column and the summary's 'skipped_steps'.")
 
 def _set_schedules(opt, cfg, step, warmup, total):
     "Learning rate and weight decay of optimisation step `step` (counted from 1), set before its update as officially."
@@ -238,7 +266,9 @@ def _autocast(cfg, device):
     "(autocast context, gradient scaler): bf16 as the official runs, fp16 with loss scaling where the GPU has no bf16, fp32 on the CPU."
     dtype = pick_precision(cfg.precision, device)
     amp = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    return amp, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)   # fp16 gradients underflow unscaled
+    if dtype == torch.float16: return amp, torch.amp.GradScaler(device.type)     # fp16 gradients underflow unscaled
+    # on a GPU the scaler (scale 1, never grown) lets the fused AdamW skip a non-finite step on the device, without a sync
+    return amp, torch.amp.GradScaler(device.type, init_scale=1.0, growth_interval=2 ** 30, enabled=_sync_free(device))
 
 def _progress_bar(cfg, stop, step):
     from tqdm.auto import tqdm
@@ -278,9 +308,12 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
     amp, scaler = _autocast(cfg, device)
     s = LoopState(*restore(latest, model, opt, cfg, force, scaler)) if resume else LoopState()
     s.saved_step, s.loss_sum = (s.step if resume else None), torch.zeros((), device=device)
+    sync_free = _sync_free(device)
+    if sync_free: s.ok_row, s.bad_row = torch.zeros((), device=device), torch.zeros((), device=device)
     log = RunLog(out / 'log.csv', resume_step=s.step if resume else None) if main else None
     net, t0 = _wrap(model, cfg, world, device), time.time()
     def save(path):                                       # rank 0 writes; every rank knows which step latest.pt holds
+        _settle(s, cfg, latest, main)                     # sync-free runs: a non-finite stretch is never saved
         if main: atomic_save(checkpoint_state(model, opt, cfg, step=s.step, epoch=s.epoch, pos=s.pos, loss=s.last_loss,
                                               world=world, scaler=scaler), path)
         if path == latest: s.saved_step = s.step
@@ -304,7 +337,15 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                 step_loss += loss.detach()
                 if not last_micro: continue
                 m = ema_momentum(s.step, total, *cfg.ema)
-                if _is_finite(step_loss, world):
+                if sync_free:                                                   # no sync: skip on the device, count
+                    ok = torch.isfinite(step_loss).float()
+                    if world > 1: dist.all_reduce(ok, op=dist.ReduceOp.MIN)    # every rank counts alike
+                    ok = ok.bool()
+                    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+                    model.ema_step(m)
+                    s.loss_sum += torch.where(ok, step_loss, 0.); s.ok_row += ok; s.bad_row += ~ok
+                    if s.first_bad is None: s.first_bad = s.step + 1
+                elif _is_finite(step_loss, world):
                     scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)   # fp16: skips overflowed steps
                     model.ema_step(m)
                     s.loss_sum += step_loss; s.n_sum += 1
@@ -314,6 +355,7 @@ def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
                 s.seen += micro * cfg.accum_steps * world
                 collapsed = False
                 if s.step % cfg.log_every == 0 or s.step == stop:             # the loss is read once per log_every steps
+                    _settle(s, cfg, latest, main)                                # sync-free runs: read the counts
                     row = _log_row(s, lr, wd, m, world, t0, loader.dataset.bad.value)
                     if cfg.diag_every and s.step % cfg.diag_every == 0:
                         diag, collapsed = _diagnose(model, imgs, amp, watch, cfg, s.step, world, main, device)

@@ -1,5 +1,5 @@
 """The benchmark scripts run (smoke runs with tiny models; no timing is asserted), and their tools count right."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -116,3 +116,89 @@ def test_init_soup_interpolates_between_init_and_trained():
             torch.testing.assert_close(mixed[k], a * init.state_dict()[k] + (1 - a) * v)
     for k, v in trained.state_dict().items(): torch.testing.assert_close(v, before[k])     # a copy: `trained` is unchanged
     assert trained.state_dict()['patch_embed.proj.weight'].ne(init.state_dict()['patch_embed.proj.weight']).any()
+
+
+# ---- bench/gpu_step.py side by side with the official code, and bench/gpu_check.sh (their CPU toy modes)
+
+OFFICIAL = os.environ.get('IJEPA_OFFICIAL')
+ROW_KEYS = {'card', 'model', 'code', 'masks', 'batch', 'img_per_s', 'step_s', 'ctx_tokens_per_img', 'tgt_tokens_per_img',
+            'Kc', 'Kt', 'tflop_per_img', 'loss'}
+needs_official = pytest.mark.skipif(
+    not OFFICIAL or not (Path(OFFICIAL) / 'src/models/vision_transformer.py').is_file(),
+    reason='set IJEPA_OFFICIAL to the root of a facebookresearch/ijepa checkout (the folder holding src/) to compare with '
+           'the official code; CI has none')
+
+
+def check_step_rows(rows):
+    "Every row measured (no error), with the expected keys and positive images/s, tokens and loss."
+    assert rows, 'no rows'
+    for r in rows:
+        assert 'error' not in r, r
+        assert ROW_KEYS <= set(r), sorted(ROW_KEYS - set(r))
+        assert r['img_per_s'] > 0 and r['step_s'] > 0 and r['ctx_tokens_per_img'] > 0 and r['tgt_tokens_per_img'] > 0, r
+        assert r['loss'] == r['loss'] and r['loss'] > 0, r                  # not NaN
+
+
+def tokens(rows, code, masks):
+    r = next(r for r in rows if r['code'] == code and r['masks'] == masks and not r['compile'])
+    return r['ctx_tokens_per_img'], r['tgt_tokens_per_img']
+
+
+def test_official_path_errors_name_the_missing_file(tmp_path):
+    "A wrong --official path says which file is missing and what to pass instead."
+    with pytest.raises(FileNotFoundError, match='no such folder'): gpu_step.import_official(tmp_path / 'nope')
+    with pytest.raises(FileNotFoundError, match='src/utils/tensors.py'): gpu_step.import_official(tmp_path)
+    for f in gpu_step.OFFICIAL_FILES: (tmp_path / f).parent.mkdir(parents=True, exist_ok=True); (tmp_path / f).touch()
+    with pytest.raises(FileNotFoundError, match='its src/ folder'): gpu_step.import_official(tmp_path / 'src')
+
+
+def test_mask_versions_are_one_draw():
+    "The truncated masks are a subset of the padded draw, row by row; pad_to='max' holds the same tokens as 'batch'."
+    pool = gpu_step.mask_pool(64, 4, 6, n=2)
+    if pool[0]['pad'] is None: pytest.skip("this ijepa_edu's MaskCollator has no truncate='pad' yet")
+    real = lambda m, b: set(m[b][m[b] >= 0].tolist())
+    for p in pool:
+        for (cut, pad, mx) in zip(p['random'][0] + p['random'][1], p['pad'][0] + p['pad'][1], p['pad_max'][0] + p['pad_max'][1]):
+            assert (cut >= 0).all()                                              # truncated: no padding
+            for b in range(len(cut)):
+                assert real(cut, b) <= real(pad, b) and real(pad, b) == real(mx, b)
+                assert cut[b].tolist() == sorted(cut[b].tolist())                # raster order
+        widths = [m.shape[1] for m in p['random'][1]]
+        assert len(set(widths)) == 1 and widths[0] == min((m >= 0).sum(-1).min().item() for m in p['pad'][1])
+        assert gpu_step.tokens_per_image(p['pad'][0]) >= gpu_step.tokens_per_image(p['random'][0])
+
+
+@needs_official
+def test_gpu_step_toy_side_by_side_with_official(tmp_path):
+    "gpu_step --toy with the official modules: one row per run, ratios against the official row, no `src` left imported."
+    out = tmp_path / 'rows.jsonl'
+    n = torch.get_num_threads()
+    try: rows = gpu_step.main(['--toy', '--official', OFFICIAL, '--out', str(out)])
+    finally: torch.set_num_threads(n)
+    check_step_rows(rows)
+    assert [(r['code'], r['masks']) for r in rows] == [('official', 'random'), ('ours', 'random'), ('ours', 'pad')]
+    assert [json.loads(l) for l in out.read_text().splitlines()] == rows
+    assert all(r['img_per_s_vs_official'] > 0 for r in rows[1:])
+    assert tokens(rows, 'ours', 'random') == tokens(rows, 'official', 'random')          # the same masks
+    assert all(p > t for p, t in zip(tokens(rows, 'ours', 'pad'), tokens(rows, 'ours', 'random')))   # padding keeps every drawn token
+    assert not any(k == 'src' or k.startswith('src.') for k in sys.modules)            # the official package name is gone
+
+
+def test_gpu_check_toy_runs_end_to_end(tmp_path):
+    "bash bench/gpu_check.sh --toy: every part runs on the CPU and writes valid rows (with the official code if present)."
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'OFFICIAL': OFFICIAL or '', 'CIFAR10': '', 'IJEPA_DATA': ''}
+    res = subprocess.run(['bash', 'bench/gpu_check.sh', '--toy', str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=240)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    status = dict(l.split('\t')[:2] for l in (tmp_path / 'status.tsv').read_text().splitlines()[1:])
+    assert status == {'side': '0', 'giant': '0', 'compile': '0', 'recipe': 'skipped'}, status
+    side = [json.loads(l) for l in (tmp_path / 'side.jsonl').read_text().splitlines()]
+    comp = [json.loads(l) for l in (tmp_path / 'compile.jsonl').read_text().splitlines()]
+    giant = [json.loads(l) for l in (tmp_path / 'giant.jsonl').read_text().splitlines()]
+    check_step_rows(side + comp + giant)
+    assert all(r['grad_ckpt'] for r in giant) and [r['compile'] for r in comp] == [False, True]
+    assert comp[1]['recompiles'] == 0 and comp[1]['frames_first_step'] > 0       # one mask width: nothing recompiles
+    assert {r['masks'] for r in comp} == {'pad_max'} and len({r['Kc'] for r in comp}) == 1
+    assert all(p > t for p, t in zip(tokens(side, 'ours', 'pad'), tokens(side, 'ours', 'random')))   # (rows differ in length here)
+    assert ('official' in {r['code'] for r in side}) == bool(OFFICIAL)
+    assert '| card | model |' in (tmp_path / 'table.md').read_text()

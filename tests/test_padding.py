@@ -140,3 +140,54 @@ def test_fp16_run_scales_the_loss_and_resumes_exactly(toy, tmp_path):
     assert_same(a, b)
     assert all(torch.isfinite(t).all() for t in a.values() if t.is_floating_point())
     assert torch.load(tmp_path / 'full' / 'latest.pt', weights_only=True)['config']['truncate'] == 'pad'
+
+def test_unpadded_masks_skip_the_attention_mask_without_asking_the_device():
+    "The loop marks masks as padded or not on the CPU, so a GPU never waits to learn that nothing is padded."
+    me, mp = MaskCollator(**TOY, seed=0).sample(4)
+    _, me2, mp2 = T._to(torch.device('cpu'), torch.zeros(4, 3, 32, 32), me, mp)
+    assert me2.padded is False and token_mask(me2) is None
+    me, mp = MaskCollator(**TOY, truncate='pad', seed=0).sample(4)
+    _, me2, mp2 = T._to(torch.device('cpu'), torch.zeros(4, 3, 32, 32), me, mp)
+    assert me2.padded is True and token_mask(mp2) is not None
+
+def test_gpu_style_sync_free_steps_skip_and_stop_at_the_check(toy, tmp_path, monkeypatch):
+    """The GPU path (forced here on the CPU): no per-step read of the loss; a non-finite step's update is skipped by the
+    scaler, counted on the device, and read at log steps. 'skip' goes on with finite weights; 'stop' stops at the check
+    without saving the state after it."""
+    import test_faults
+    monkeypatch.setattr(T, '_sync_free', lambda device: True)
+    monkeypatch.setattr(T, '_is_finite', lambda *a: pytest.fail('the sync-free loop read the loss in the step'))
+    test_faults.poison(monkeypatch, {2, 3}, value=float('inf'))
+    with pytest.warns(UserWarning, match=r"steps 1-2: 1 step\(s\) had a non-finite loss: updates skipped"):
+        s = T.train(cfg_for(toy, tmp_path / 's', on_nan='skip', max_steps='4', log_every='2'), quiet=True)
+    assert s['steps'] == 4 and s['skipped_steps'] == 2 and torch.isfinite(torch.tensor(s['final_loss']))
+    ck, w = weights(tmp_path / 's' / 'latest.pt')
+    assert all(t.isfinite().all() for t in w.values())
+    assert {int(st['step']) for st in ck['opt']['state'].values()} == {2}       # AdamW stepped twice, not four times
+    monkeypatch.undo()
+    monkeypatch.setattr(T, '_sync_free', lambda device: True)
+    test_faults.poison(monkeypatch, {3})
+    with pytest.raises(T.TrainingHalted, match=r"steps 3-3: 1 step\(s\) had a non-finite loss.*check of step 3 without saving.*holds step 2"):
+        T.train(cfg_for(toy, tmp_path / 'h', max_steps='6', log_every='2', ckpt_every='2'), quiet=True)   # step 3 ends epoch 1: a save
+    ck, w = weights(tmp_path / 'h' / 'latest.pt')
+    assert ck['step'] == 2 and all(t.isfinite().all() for t in w.values())
+
+@pytest.mark.parametrize('pad_to', ['max', 'batch'])
+def test_compiled_steps_recompile_only_when_shapes_change(pad_to):
+    """torch.compile (the cheap 'eager' backend: the same graph capture, no code generation) of the encoder and the
+    predictor: with pad_to='max' every batch has one shape and nothing recompiles after the first step; with
+    pad_to='batch' the lengths change from batch to batch and dynamo compiles again (so the count can fail)."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset(); counters.clear()
+    enc, pred = nets(rope=True)
+    model = IJEPA(enc, pred)
+    model.encoder.compile(backend='eager'); model.predictor.compile(backend='eager')
+    mc = MaskCollator(**TOY, truncate='pad', pad_to=pad_to, seed=0)
+    x = torch.randn(8, 3, 32, 32)
+    frames = []
+    for _ in range(4):
+        model(x, *mc.sample(8)).backward()
+        frames.append(int(counters['frames']['ok']))
+    torch._dynamo.reset()
+    if pad_to == 'max': assert frames[1:] == [frames[0]] * 3, frames
+    else: assert frames[-1] > frames[0], frames
