@@ -41,8 +41,8 @@ def lay_out(nb_path, work, nonce):
     return dest
 
 @contextlib.contextmanager
-def jupyterlab(root, log):
-    "A JupyterLab server on 127.0.0.1 serving `root`; yields `(base_url, token)`; shuts it and its kernels down after."
+def jupyterlab(root, log, unset=()):
+    "A JupyterLab server on 127.0.0.1 serving `root` (environment variables in `unset` removed); yields `(base_url, token)`; shuts it and its kernels down after."
     port, token = free_port(), secrets.token_hex(16)
     cfg = Path(tempfile.mkdtemp(prefix='jlab-cfg-'))
     for rel, val in SILENT_SETTINGS.items():
@@ -51,6 +51,7 @@ def jupyterlab(root, log):
            'JUPYTERLAB_SETTINGS_DIR': str(cfg / 'settings'), 'JUPYTERLAB_WORKSPACES_DIR': str(cfg / 'workspaces'),
            'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
     env.pop('IN_TEST', None)   # run the lesson in full, as a student does, not in nbdev_test's short mode
+    for k in unset: env.pop(k, None)
     cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}',
            '--ServerApp.port_retries=0', f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={root}',
            '--ServerApp.allow_root=True', '--LabApp.extension_manager=readonly',
@@ -106,7 +107,7 @@ def drive(page, base, token, nb_file, nonce, shots, timeout_s, times, t0):
         page.screenshot(path=str(shots / 'jupyterlab-figure.png'))
     return n_img_dom
 
-def run_all_in_lab(nb_path=ROOT / 'nbs' / '01_patches.ipynb', shots=None, timeout_s=300, quiet=False):
+def run_all_in_lab(nb_path=ROOT / 'nbs' / '01_patches.ipynb', shots=None, timeout_s=300, quiet=False, unset=()):
     "Run every cell of a lesson through JupyterLab's menu; return a dict of what was seen and measured."
     nb_path = Path(nb_path)
     nonce = secrets.token_hex(6)
@@ -117,7 +118,7 @@ def run_all_in_lab(nb_path=ROOT / 'nbs' / '01_patches.ipynb', shots=None, timeou
         work = Path(tmp)
         nb_file = lay_out(nb_path, work, nonce)
         n_code = sum(c['cell_type'] == 'code' for c in json.loads(nb_file.read_text())['cells'])
-        with open(work / 'jupyterlab.log', 'w') as log, jupyterlab(work, log) as (base, token), browser() as ctx:
+        with open(work / 'jupyterlab.log', 'w') as log, jupyterlab(work, log, unset) as (base, token), browser() as ctx:
             times['server_up_s'] = time.time() - t0
             left = guard_network(ctx)
             page = ctx.pages[0] if ctx.pages else ctx.new_page()
