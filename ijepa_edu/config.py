@@ -96,7 +96,9 @@ _PAPER = dict(batch_size=2048, start_lr=2e-4, lr=1e-3, final_lr=1e-6, weight_dec
 PRESETS = {
     # CPU baby, set by experiment (lesson 14): pretrains and evaluates in about 4 minutes on 2 cores. A small ViT
     # (width 128, depth 4), the variance-covariance penalty that keeps it from collapsing, and one epoch: the
-    # linear probe peaks there (longer runs scored lower; lesson 14's last section says why)
+    # linear probe peaks there (longer runs scored lower; lesson 14's last section says why). It keeps the official
+    # truncation of masks: padding trains 2.2x the context tokens but costs 2.4x the time per step on the CPU
+    # (bench/padding.py), and lesson 14's results were measured this way
     'cifar10_tiny': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
                          pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=1, warmup=0.1,
                          vc_weight=0.1, num_workers=0, truncate='random', log_every=5, diag_every=50, save_every_epochs=0,

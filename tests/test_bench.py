@@ -202,3 +202,17 @@ def test_gpu_check_toy_runs_end_to_end(tmp_path):
     assert all(p > t for p, t in zip(tokens(side, 'ours', 'pad'), tokens(side, 'ours', 'random')))   # (rows differ in length here)
     assert ('official' in {r['code'] for r in side}) == bool(OFFICIAL)
     assert '| card | model |' in (tmp_path / 'table.md').read_text()
+
+
+def test_padding_bench_counts_tokens_both_ways(tmp_path):
+    "`bench/padding.py`: the same draws both ways; padding trains at least as many tokens, on rows at least as wide."
+    out = tmp_path / 'pad.jsonl'
+    res = subprocess.run([sys.executable, 'bench/padding.py', '--batch', '8', '--reps', '1', '--set', 'depth=1', 'pred_depth=1',
+                          '--out', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {r['way']: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {'random', 'pad'} and all(r['s_per_step'] > 0 for r in rows.values())
+    assert rows['pad']['ctx_tokens_per_img'] > rows['random']['ctx_tokens_per_img']      # truncation drops context patches
+    assert rows['pad']['tgt_tokens_per_img'] >= rows['random']['tgt_tokens_per_img']
+    assert rows['pad']['places_per_row'] >= rows['pad']['ctx_tokens_per_img']             # real tokens fit in the rows
+    assert 'pad / random:' in res.stdout
