@@ -208,7 +208,7 @@ def test_ijepa_decode_names_the_fix(toy, tmp_path, one_thread):
 def test_small_checkpoints_decode_too(toy, tmp_path, one_thread):
     "The course's shipped models are small checkpoints (save_small): the target encoder also serves as context encoder."
     from ijepa_edu.checkpoint import save_small
-    from ijepa_edu.decoder import load_run_model
+    from ijepa_edu.evaluate import load_run_model
     ck = make_run(toy, tmp_path / 'run')
     small = save_small(ck, tmp_path / 'run' / 'small.pt')
     model, cfg, info = load_run_model(small)

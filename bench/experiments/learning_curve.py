@@ -45,17 +45,17 @@ def start(recipe, epochs, seed, data, out, extra):
 def table(rows):
     "Markdown table: one line per recipe and length (mean over seeds, with the range where there are several)."
     groups = defaultdict(list)
-    for r in rows: groups[(r['recipe'], r['epochs'])].append(r['metrics'])
+    for r in rows: groups[(r['recipe'], r['epochs'], r['metrics'].get('eval_train_images', 10000) or 50000)].append(r['metrics'])
     def cell(ms, k):
         v = [m[k] for m in ms if k in m]
         if not v: return '-'
         return f'{sum(v) / len(v):.2f}' + (f' ({min(v):.1f}-{max(v):.1f})' if len(v) > 1 else '')
-    lines = ['| recipe | epochs | seeds | train min | img/s | k-NN | linear | k-NN random | linear random |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
-    for (rec, ep), ms in sorted(groups.items()):
+    lines = ['| recipe | epochs | probe images | seeds | train min | img/s | k-NN | linear | k-NN random | linear random |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for (rec, ep, n), ms in sorted(groups.items()):
         t = sum(m['train_seconds'] for m in ms) / len(ms) / 60
         ips = sum(m['img_per_s'] for m in ms) / len(ms)
-        lines.append(f"| {rec} | {ep:g} | {len(ms)} | {t:.1f} | {ips:.0f} | {cell(ms, 'knn_top1')} | {cell(ms, 'linear_top1')} | "
+        lines.append(f"| {rec} | {ep:g} | {n} | {len(ms)} | {t:.1f} | {ips:.0f} | {cell(ms, 'knn_top1')} | {cell(ms, 'linear_top1')} | "
                      f"{cell(ms, 'knn_top1_random_init')} | {cell(ms, 'linear_top1_random_init')} |")
     return '\n'.join(lines)
 
@@ -71,13 +71,22 @@ def flat_metrics(folder):
         m.update(train_seconds=float(last['elapsed_s']), img_per_s=float(last['img_per_s']), steps=int(last['step']))
     return m
 
-def log(results, job, folder, overrides, cfg):
+def log(results, job, folder, overrides, cfg, random_from=None):
     "Append one finished job (recipe, epochs, seed, overrides, config, metrics.json) to the results file and print it."
     m = flat_metrics(folder)
+    if random_from: m = borrow_random_init(m, random_from)
     row = dict(recipe=job[0], epochs=job[1], seed=job[2], overrides=overrides, config=cfg, metrics=m,
                finished=time.strftime('%Y-%m-%d %H:%M'))
     with open(results, 'a') as f: f.write(json.dumps(row) + '\n')
     print(table([row]).splitlines()[2], flush=True)
+
+def borrow_random_init(m, folder):
+    "Fill a run's missing random-init scores from another run of the same seed and network (the init is the same)."
+    other = flat_metrics(folder)
+    if other.get('eval_train_images') != m.get('eval_train_images'): raise ValueError(f"{folder} was probed on other images.")
+    for k in ('knn_top1_random_init', 'linear_top1_random_init'):
+        if k not in m and k in other: m[k] = other[k]; m.setdefault('random_init_from', str(folder))
+    return m
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,12 +97,14 @@ def main():
     ap.add_argument('--results', default=str(Path(__file__).parents[1] / 'results' / 'learning_curve.jsonl'))
     ap.add_argument('--table', help='print the table of a results file and exit')
     ap.add_argument('--collect', nargs='*', help='log finished run folders named like RECIPE_eEPOCHS_sSEED (a runner that was stopped)')
+    ap.add_argument('--random_from', help='with --collect: a run of the same seed and network whose random-init scores fill missing ones')
     a = ap.parse_args()
     if a.table: print(table([json.loads(l) for l in open(a.table)])); return
     if a.collect:
         for folder in map(Path, a.collect):
             recipe, e, s = folder.name.rsplit('_', 2)
-            log(a.results, (recipe, float(e[1:]), int(s[1:])), folder, [*RECIPES[recipe], f'epochs={e[1:]}', f'seed={s[1:]}', *a.set], None)
+            log(a.results, (recipe, float(e[1:]), int(s[1:])), folder, [*RECIPES[recipe], f'epochs={e[1:]}', f'seed={s[1:]}', *a.set], None,
+                a.random_from)
         return
     if not a.data: ap.error('--data is required to run jobs (or pass --table FILE)')
     unknown = [r for r in a.recipe if r not in RECIPES]
