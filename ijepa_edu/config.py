@@ -43,8 +43,7 @@ class TrainConfig:
     num_pred_masks: int = 4               # npred: target blocks per image
     min_keep: int = 10                    # fewest patches a context block may keep
     allow_overlap: bool = False           # may the context overlap the targets (no, officially)
-    truncate: str = 'pad'                 # equalise mask lengths in a batch: 'pad' with -1 (every drawn patch trains), or
-                                          # cut to the shortest as officially: 'random' subset or 'first' indices
+    truncate: str = 'pad'                 # equal mask lengths in a batch: 'pad' with -1 (every drawn patch trains); 'random'/'first': cut to the shortest (official)
     pad_to: str = 'auto'                  # with 'pad': 'batch' (the longest mask), 'max' (fixed shapes), 'auto' ('max' if compile)
     official_masks: str = ''              # official sampler quirks: '' (none), 'all', or names joined by commas
     # optimisation
@@ -65,8 +64,7 @@ class TrainConfig:
     sigreg_weight: float = 0.0            # SIGReg on pooled context features (LeJEPA; 0 = off; lesson 14)
     # system
     device: str = 'auto'                  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
-    precision: str = 'auto'               # 'auto' (bf16 where the GPU has it, else fp16 + loss scaling; fp32 on the CPU),
-                                          # 'bf16', 'fp16' or 'fp32'
+    precision: str = 'auto'               # 'auto' (bf16 if the GPU has it, else fp16 + loss scaling; fp32 on CPU), 'bf16', 'fp16' or 'fp32'
     compile: bool = False                 # torch.compile encoder and predictor
     grad_checkpointing: bool = False      # recompute each block in the backward pass: less memory, more time (lesson 04)
     num_workers: int = 4                  # DataLoader worker processes (masks are drawn there too)
