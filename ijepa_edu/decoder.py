@@ -162,7 +162,7 @@ class DecodedBlocks(NamedTuple):
     features: Predictions    # lesson 16's `Predictions` for this batch (targets from `encode_targets`)
     features_shuffled: Predictions  # the same for the shuffled context, scored against this batch's own targets
 
-
+# %% ../nbs/17_decoder.ipynb #da355ea4
 def _per_block(x, masks): # (B, N, E) per image, (M, B, K) positions -> (M, B, K, E)
     return x[torch.arange(x.shape[0], device=x.device)[None, :, None], masks]
 
@@ -176,6 +176,7 @@ def decode(decoder, # a `PixelDecoder`
     out = decoder(rearrange(feats, 'm b k d -> (m b) k d').to(dev).float(), rearrange(idx, 'm b k -> (m b) k').to(dev))
     return rearrange(out, '(m b) k p -> m b k p', m=feats.shape[0]).float().cpu()
 
+# %% ../nbs/17_decoder.ipynb #817151b6
 @torch.no_grad()
 def decode_blocks(model,      # an `IJEPA` (anything with encoder, predictor and target_encoder)
                   decoder,    # a `PixelDecoder` trained for its target encoder
@@ -213,6 +214,7 @@ def paint_blocks(images,     # (B, C, H, W) in [0, 1]: the canvas
     out = torch.where(count > 0, total / count.clamp_min(1), canvas)           # (B, N, P)
     return unpatchify(out, patch_size, (H // patch_size, W // patch_size), C)
 
+# %% ../nbs/17_decoder.ipynb #ecc7cd09
 def _context_canvas(d, patch_size, fill=1.0):
     "The images with every patch outside the context painted white."
     x = patchify(d.images, patch_size)                                         # (B, N, P)
@@ -222,6 +224,7 @@ def _context_canvas(d, patch_size, fill=1.0):
 
 def _hwc(img): return rearrange(img.clamp(0, 1), 'c h w -> h w c').numpy()
 
+# %% ../nbs/17_decoder.ipynb #a3b2a1c0
 def show_predictions(d,          # `DecodedBlocks` of a batch
                      patch_size, # p
                      n=8,        # images to draw (columns)
@@ -295,6 +298,7 @@ def decoder_scores(model,             # an `IJEPA`
     out.update(own_image_chance=round(100 * chance / n_q, 2), images=len(imgs), blocks=M.shape[0])
     return out
 
+# %% ../nbs/17_decoder.ipynb #f4228931
 _ROWS = (('position_mean', "each position's mean colour"), ('target', 'target features, decoded'),
          ('pred', 'prediction, decoded'), ('shuffled', "  from another image's context"),
          ('position_feature', "each position's mean feature, decoded"))
@@ -357,6 +361,7 @@ def _data_root(data, cfg):
         raise FileNotFoundError(f"No --data given, and the run's own data path {cfg.data!r} (relative to where ijepa_train "
                                 f"ran) does not exist from here: pass --data PATH.") from None
 
+# %% ../nbs/17_decoder.ipynb #a1d24305
 def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
                       data=None,          # data folder or archive; default: the run's own data path
                       *,
@@ -399,6 +404,7 @@ def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
         if write: print(f"figure:  {folder / (name + '.png')}\ndecoder: {folder / (name + '.pt')}\nmetrics: {folder / 'metrics.json'} ('{name}' entry)")
     return entry
 
+# %% ../nbs/17_decoder.ipynb #6bae8466
 @call_parse
 def main(ckpt: str = None,          # checkpoint written by ijepa_train, e.g. runs/cifar10_tiny/latest.pt
          data: str = None,          # data folder, ImageFolder tree or .tar.gz (default: the run's own data path)

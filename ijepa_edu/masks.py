@@ -24,6 +24,34 @@ OFFICIAL_QUIRKS = {
     'truncate_first':  "masks cut to the batch's shortest by keeping the first indices in raster order",
 }
 
+# %% ../nbs/03_masks.ipynb #a751c563
+def _parse_quirks(official):
+    if official is True: return set(OFFICIAL_QUIRKS)
+    if not official: return set()
+    q = {official} if isinstance(official, str) else set(official)
+    unknown = q - set(OFFICIAL_QUIRKS)
+    if unknown: raise ValueError(f"Unknown official quirks {sorted(unknown)}; choose from {sorted(OFFICIAL_QUIRKS)}.")
+    return q
+
+# %% ../nbs/03_masks.ipynb #b6b1f573
+def _check_feasible(mc):
+    "Reject a `MaskCollator` (`mc`) whose settings can never give a valid mask, before any sampling starts."
+    H, W = mc.grid
+    strict = 'strict_min_keep' in mc.quirks
+    if 'exclusive_bound' in mc.quirks and min(H, W) < 2:
+        raise ValueError(f"The official sampler needs a grid of at least 2x2 patches, got {H}x{W}.")
+    h, w = mc._clamp(*block_size(mc.enc_mask_scale[1], 1.0, mc.grid))
+    largest_ctx = h * w
+    aspects = torch.linspace(*mc.aspect_ratio, 17).tolist()
+    smallest_tgt = min(a * b for a, b in (mc._clamp(*block_size(mc.pred_mask_scale[0], r, mc.grid)) for r in aspects))
+    best = largest_ctx - smallest_tgt if (largest_ctx == H * W and not mc.allow_overlap) else largest_ctx
+    need = mc.min_keep + 1 if strict else mc.min_keep
+    if best < need:
+        raise ValueError(
+            f"min_keep={mc.min_keep} is impossible on a {H}x{W} grid: the largest context block holds {largest_ctx} "
+            f"patches and at best {best} remain once a target is removed. Lower min_keep (to at most {best - int(strict)}), "
+            f"raise enc_mask_scale, or use smaller targets (pred_mask_scale).")
+
 # %% ../nbs/03_masks.ipynb #8e0ad014
 class MaskCollator:
     "Multi-block masking as a DataLoader `collate_fn`: returns (images, masks_enc, masks_pred)."
@@ -48,7 +76,7 @@ class MaskCollator:
         self.enc_mask_scale = check_range('enc_mask_scale', enc_mask_scale)
         self.pred_mask_scale = check_range('pred_mask_scale', pred_mask_scale)
         self.aspect_ratio = check_range('aspect_ratio', aspect_ratio, 0.0, float('inf'))
-        self.quirks = self._parse_quirks(official)
+        self.quirks = _parse_quirks(official)
         if truncate not in ('random', 'first', 'pad'):
             raise ValueError(f"truncate must be 'random', 'first' or 'pad', got {truncate!r}.")
         if pad_to not in ('batch', 'max'): raise ValueError(f"pad_to must be 'batch' or 'max', got {pad_to!r}.")
@@ -58,39 +86,12 @@ class MaskCollator:
         self.nenc, self.npred, self.min_keep, self.max_tries = nenc, npred, min_keep, max_tries
         self.allow_overlap, self.seed, self.fast = allow_overlap, seed, fast
         self._gen, self._gen_key = None, None
-        self._check_feasible()
-
-    @staticmethod
-    def _parse_quirks(official):
-        if official is True: return set(OFFICIAL_QUIRKS)
-        if not official: return set()
-        q = {official} if isinstance(official, str) else set(official)
-        unknown = q - set(OFFICIAL_QUIRKS)
-        if unknown: raise ValueError(f"Unknown official quirks {sorted(unknown)}; choose from {sorted(OFFICIAL_QUIRKS)}.")
-        return q
+        _check_feasible(self)
 
     def _clamp(self, h, w):
         "Under 'exclusive_bound' a block side is shrunk below the grid's side, as the official code does."
         if 'exclusive_bound' in self.quirks: return min(h, self.grid[0] - 1), min(w, self.grid[1] - 1)
         return h, w
-
-    def _check_feasible(self):
-        "Reject settings that can never give a valid mask, before any sampling starts."
-        H, W = self.grid
-        strict = 'strict_min_keep' in self.quirks
-        if 'exclusive_bound' in self.quirks and min(H, W) < 2:
-            raise ValueError(f"The official sampler needs a grid of at least 2x2 patches, got {H}x{W}.")
-        h, w = self._clamp(*block_size(self.enc_mask_scale[1], 1.0, self.grid))
-        largest_ctx = h * w
-        aspects = torch.linspace(*self.aspect_ratio, 17).tolist()
-        smallest_tgt = min(a * b for a, b in (self._clamp(*block_size(self.pred_mask_scale[0], r, self.grid)) for r in aspects))
-        best = largest_ctx - smallest_tgt if (largest_ctx == H * W and not self.allow_overlap) else largest_ctx
-        need = self.min_keep + 1 if strict else self.min_keep
-        if best < need:
-            raise ValueError(
-                f"min_keep={self.min_keep} is impossible on a {H}x{W} grid: the largest context block holds {largest_ctx} "
-                f"patches and at best {best} remain once a target is removed. Lower min_keep (to at most {best - int(strict)}), "
-                f"raise enc_mask_scale, or use smaller targets (pred_mask_scale).")
 
     def _rng(self):
         "This process's generator: seeded once per process, and per DataLoader worker from the worker's seed."
@@ -349,6 +350,7 @@ def _padded_rows(keep, k):
     idx = idx.masked_fill(idx >= L, -1)                          # the rest are padding
     return F.pad(idx, (0, k - idx.size(1)), value=-1)            # (R, k), when k > L too
 
+# %% ../nbs/03_masks.ipynb #7f1f1bdc
 @patch
 def _cut_masks(self: MaskCollator, gen, masks, k):
     "Boolean masks (R, N), each with at least k patches -> (R, k) sorted indices: the first k, k at random, or all padded."
@@ -367,6 +369,7 @@ def _cut_boxes(self: MaskCollator, gen, boxes, k):
     j = self._cut_masks(gen, inside, k)                          # (R, k) cells of the box, in raster order (-1: padding)
     return (top * W + left + (r * W + c)[j.clamp(min=0)]).masked_fill(j < 0, -1)   # (R, k) raster indices, still sorted
 
+# %% ../nbs/03_masks.ipynb #58189dd9
 @patch
 def _sample_fast(self: MaskCollator, batch_size, gen):
     "`sample` with tensor operations over the whole batch."

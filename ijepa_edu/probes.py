@@ -122,6 +122,7 @@ def standardize(train_f,    # (N, D) features whose statistics are used
 
 def top1(logits, y): return (logits.argmax(-1).cpu() == y.cpu()).float().mean().item() * 100
 
+# %% ../nbs/13_evaluate.ipynb #472bc50c
 WD_GRID = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)   # candidate L2 strengths for the linear probe
 
 def _fit_linear(x, y, num_classes, wds, steps, lr, batch_size, gen):
@@ -146,6 +147,7 @@ def _fit_linear(x, y, num_classes, wds, steps, lr, batch_size, gen):
             if s == steps: break
     return rearrange(W.detach(), 'd (g c) -> g d c', g=G), rearrange(b.detach(), '(g c) -> g c', g=G)
 
+# %% ../nbs/13_evaluate.ipynb #97401a34
 class LinearClassifier(nn.Module):
     "A trained linear probe: frozen standardisation, then logits = x W + b."
     def __init__(self, mean, std, weight, bias):   # (D,), (D,), (D, C), (C,)
@@ -268,6 +270,7 @@ def _fit_attentive(x, y, C, *, epochs, min_steps, lr, weight_decay, num_heads, m
 def _predict(model, x, device, batch_size=1024):
     return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
+# %% ../nbs/13_evaluate.ipynb #cd6ce6bb
 def attentive_probe(train_tokens, train_y,  # (N, T, D) frozen patch tokens and labels (any float type)
                     test_tokens, test_y,    # (M, T, D) tokens and labels to score
                     *,
@@ -323,6 +326,7 @@ def parse_probes(probes): # 'knn,linear', ['knn', 'linear'] or ['knn linear']
 
 def _r(x): return round(float(x), 2)
 
+# %% ../nbs/13_evaluate.ipynb #ecafd17c
 def evaluate_encoder(encoder,               # frozen (B, C, H, W) -> (B, N, D) encoder, on `device`
                      train_ds, test_ds,     # datasets of (image, label), with the evaluation transforms
                      probes=('knn', 'linear'), # any of 'knn', 'linear', 'linear4', 'attentive'
@@ -363,6 +367,7 @@ def evaluate_encoder(encoder,               # frozen (B, C, H, W) -> (B, N, D) e
     res['seconds'] = round(time.time() - t0, 1)
     return res
 
+# %% ../nbs/13_evaluate.ipynb #9f973b78
 @torch.no_grad()
 def pixel_features(dataset,         # yields (image tensor, label) pairs
                    batch_size=256,  # images per batch

@@ -55,6 +55,7 @@ def target_mask(masks_enc,  # context masks: list of nenc LongTensor (B, Kc)
     tv = token_mask(masks_pred)                                          # (npred * B, Kt) or None
     return None if tv is None else repeat_interleave_batch(tv, masks_pred[0].size(0), repeat=len(masks_enc))
 
+# %% ../nbs/07_step.ipynb #329e7709
 class IJEPA(nn.Module):
     "Context encoder, predictor and EMA target encoder; calling it on (imgs, masks_enc, masks_pred) returns the loss."
     def __init__(self, encoder,           # context encoder: forward(imgs, masks) -> (nenc * B, Kc, D)

@@ -138,7 +138,7 @@ def _outline(ax, j, grid, color='red', lw=1.5, size=(1, 1)):
     r, c = divmod(int(j), grid[1])
     ax.add_patch(Rectangle((c * size[1], r * size[0]), size[1], size[0], fill=False, ec=color, lw=lw))
 
-
+# %% ../nbs/16_visualise.ipynb #14e827ba
 def show_similarity_maps(imgs,        # images (B, C, H, W) in [0, 1]
                          p,           # `Predictions` for these images
                          grid,        # (rows, cols) of the patch grid
@@ -251,7 +251,7 @@ def _crop(img, j, grid, ps, margin):
     r1, c1 = min(r + margin + 1, grid[0]), min(c + margin + 1, grid[1])
     return img[:, r0 * ps[0]:r1 * ps[0], c0 * ps[1]:c1 * ps[1]], ((c - c0) * ps[1], (r - r0) * ps[0])
 
-
+# %% ../nbs/16_visualise.ipynb #4632a3fc
 def show_nearest_patches(imgs,         # query images (B, C, H, W) in [0, 1]
                          p,            # `Predictions` for them
                          ref_imgs,     # reference images (R, C, H, W) in [0, 1]

@@ -25,6 +25,8 @@ RECIPES = {
     'sincos_sig': [*_OFF, 'vc_weight=0', 'sigreg_weight=0.05'],
     'rope_tl4':   [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4'],
     'rope_stop':  [*_OFF, 'rope=true', 'vc_weight=0.1', 'stop_std=0.25'],
+    'rope_pad':   [*_OFF, 'rope=true', 'vc_weight=0.1', 'truncate=pad'],   # every drawn token trains (2.4x the step time)
+    'rope_pure_tl4': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4'],   # pure I-JEPA, targets from the last 4 blocks
 }
 
 def job_name(recipe, epochs, seed): return f'{recipe}_e{epochs:g}_s{seed}'
