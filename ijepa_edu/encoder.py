@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['VIT_SIZES', 'Attention', 'MLP', 'Block', 'init_weights', 'apply_masks', 'MaskList', 'token_mask', 'grid_coords',
-           'rope_angles', 'apply_rope', 'run_blocks', 'VisionTransformer', 'vit_tiny', 'vit_small', 'vit_base',
-           'vit_large', 'vit_huge', 'vit_giant']
+           'rope_angles', 'apply_rope', 'run_blocks', 'check_rope_heads', 'VisionTransformer', 'vit_tiny', 'vit_small',
+           'vit_base', 'vit_large', 'vit_huge', 'vit_giant']
 
 # %% ../nbs/04_encoder.ipynb #1503dab8
 import torch
@@ -137,6 +137,13 @@ def run_blocks(blocks,               # Transformer blocks, applied in order
         if i >= len(blocks) - keep: outs.append(x)
     return (x, outs) if keep else x
 
+# %% ../nbs/04_encoder.ipynb #8c1693c1
+def check_rope_heads(width, num_heads, name='embed_dim'):
+    "Raise unless rotary positions fit: the head width `width / num_heads` must be a multiple of 4."
+    if (width // max(num_heads, 1)) % 4:
+        raise ValueError(f"rope=True needs a head width ({name} / num_heads = {width}/{num_heads}) that is a multiple of 4: "
+                         f"a quarter of it turns with the row, a quarter with the column. Pick other heads or width.")
+
 # %% ../nbs/04_encoder.ipynb #950cf2e3
 class VisionTransformer(nn.Module):
     "ViT encoder without a class token: patch embedding + fixed sin-cos positions (or rotary ones), pre-norm blocks, final LayerNorm."
@@ -158,9 +165,7 @@ class VisionTransformer(nn.Module):
         self.embed_dim, self.num_heads, self.rope, self.rope_base = embed_dim, num_heads, rope, rope_base
         self.batched_gather, self.grad_checkpointing = batched_gather, grad_checkpointing
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        if rope and (embed_dim // max(num_heads, 1)) % 4:
-            raise ValueError(f"rope=True needs a head width (embed_dim / num_heads = {embed_dim}/{num_heads}) that is a multiple "
-                             f"of 4: a quarter of it turns with the row, a quarter with the column. Pick other heads or width.")
+        if rope: check_rope_heads(embed_dim, num_heads)
         self.register_buffer('pos_embed', get_2d_sincos_pos_embed(embed_dim, self.patch_embed.grid).unsqueeze(0))  # (1, N, D)
         self.register_buffer('coords', grid_coords(self.patch_embed.grid), persistent=False)                     # (N, 2)
         self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, fused_attn) for _ in range(depth)])

@@ -9,7 +9,7 @@ __all__ = ['repeat_interleave_batch', 'predictor_mask', 'VisionTransformerPredic
 import torch
 from torch import nn
 from .patches import to_2tuple, get_2d_sincos_pos_embed
-from .encoder import Block, apply_masks, init_weights, run_blocks, grid_coords, rope_angles, token_mask
+from .encoder import Block, apply_masks, init_weights, run_blocks, grid_coords, rope_angles, token_mask, check_rope_heads
 
 # %% ../nbs/05_predictor.ipynb #18c0c6d4
 def repeat_interleave_batch(x,       # (n * B, ...): n groups of B rows stacked along the batch
@@ -52,9 +52,7 @@ class VisionTransformerPredictor(nn.Module):
                  stop_std=0.0):           # StoP: Gaussian jitter (in patches) of the mask tokens' positions while training (rope only)
         super().__init__()
         if stop_std and not rope: raise ValueError("stop_std > 0 jitters the rotary positions of the mask tokens: set rope=True too.")
-        if rope and (predictor_embed_dim // num_heads) % 4:
-            raise ValueError(f"rope=True needs a head width (predictor_embed_dim / num_heads = {predictor_embed_dim}/{num_heads}) "
-                             f"that is a multiple of 4: pick another predictor width.")
+        if rope: check_rope_heads(predictor_embed_dim, num_heads, 'predictor_embed_dim')
         self.rope, self.rope_base, self.stop_std, self.num_heads = rope, rope_base, stop_std, num_heads
         self.batched_gather, self.batched_blocks, self.grad_checkpointing = batched_gather, batched_blocks, grad_checkpointing
         grid = to_2tuple(grid) if grid is not None else (int(num_patches ** 0.5),) * 2
