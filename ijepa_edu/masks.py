@@ -93,22 +93,26 @@ class MaskCollator:
         if 'exclusive_bound' in self.quirks: return min(h, self.grid[0] - 1), min(w, self.grid[1] - 1)
         return h, w
 
-    def _rng(self):
-        "This process's generator: seeded once per process, and per DataLoader worker from the worker's seed."
-        wi = get_worker_info()
-        key = (os.getpid(), None if wi is None else wi.seed)
-        if self._gen is None or self._gen_key != key:
-            if wi is not None: s = wi.seed if self.seed is None else wi.seed * 1_000_003 + self.seed
-            else: s = torch.initial_seed() if self.seed is None else self.seed
-            self._gen, self._gen_key = torch.Generator().manual_seed(s % 2**63), key
-        return self._gen
+# %% ../nbs/03_masks.ipynb #7f91f12a
+@patch
+def _rng(self:MaskCollator):
+    "This process's generator: seeded once per process, and per DataLoader worker from the worker's seed."
+    wi = get_worker_info()
+    key = (os.getpid(), None if wi is None else wi.seed)
+    if self._gen is None or self._gen_key != key:
+        if wi is not None: s = wi.seed if self.seed is None else wi.seed * 1_000_003 + self.seed
+        else: s = torch.initial_seed() if self.seed is None else self.seed
+        self._gen, self._gen_key = torch.Generator().manual_seed(s % 2**63), key
+    return self._gen
 
-    def __repr__(self):
-        q = f", official={sorted(self.quirks)}" if self.quirks else ''
-        return (f"MaskCollator(grid={self.grid}, enc_mask_scale={self.enc_mask_scale}, pred_mask_scale={self.pred_mask_scale}, "
-                f"aspect_ratio={self.aspect_ratio}, nenc={self.nenc}, npred={self.npred}, min_keep={self.min_keep}, "
-                f"allow_overlap={self.allow_overlap}, truncate={self.truncate!r}"
-                f"{f', pad_to={self.pad_to!r}' if self.truncate == 'pad' else ''}{q}{'' if self.fast else ', fast=False'})")
+@patch
+def __repr__(self:MaskCollator):
+    "The settings that decide the masks, in one line."
+    q = f", official={sorted(self.quirks)}" if self.quirks else ''
+    return (f"MaskCollator(grid={self.grid}, enc_mask_scale={self.enc_mask_scale}, pred_mask_scale={self.pred_mask_scale}, "
+            f"aspect_ratio={self.aspect_ratio}, nenc={self.nenc}, npred={self.npred}, min_keep={self.min_keep}, "
+            f"allow_overlap={self.allow_overlap}, truncate={self.truncate!r}"
+            f"{f', pad_to={self.pad_to!r}' if self.truncate == 'pad' else ''}{q}{'' if self.fast else ', fast=False'})")
 
 # %% ../nbs/03_masks.ipynb #aec45a9b
 @patch

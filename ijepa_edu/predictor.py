@@ -8,6 +8,7 @@ __all__ = ['repeat_interleave_batch', 'predictor_mask', 'VisionTransformerPredic
 # %% ../nbs/05_predictor.ipynb #c73dc756
 import torch
 from torch import nn
+from fastcore.basics import patch
 from .patches import to_2tuple, get_2d_sincos_pos_embed
 from .encoder import Block, apply_masks, init_weights, run_blocks, grid_coords, rope_angles, token_mask, check_rope_heads
 
@@ -68,49 +69,55 @@ class VisionTransformerPredictor(nn.Module):
         self.apply(lambda m: init_weights(m, init_std))
         nn.init.trunc_normal_(self.mask_token, std=init_std)
 
-    def forward(self, x,      # context features (nenc * B, Kc, D) from the encoder
-                masks_x,      # context masks: list of nenc LongTensor (B, Kc)
-                masks):       # target masks: list of npred LongTensor (B, Kt)
-        "Predictions (npred * nenc * B, Kt, D): each target block predicted as its own sequence."
-        if torch.is_tensor(masks_x): masks_x = [masks_x]
-        if torch.is_tensor(masks): masks = [masks]
-        B = len(x) // len(masks_x)
-        if tuple(x.shape[:2]) != (len(masks_x) * masks_x[0].size(0), masks_x[0].size(1)):
-            raise ValueError(f"Context features of shape {tuple(x.shape)} do not match masks_x: expected (nenc * B, Kc, D) = "
-                             f"({len(masks_x)} * {masks_x[0].size(0)}, {masks_x[0].size(1)}, D), the encoder's output for these masks.")
-        if not self.batched_blocks:                                               # the paper's words: one pass per block
-            return torch.cat([self._predict(x, masks_x, [m], B) for m in masks])  # npred x (nenc*B, Kt, D), block-major
-        return self._predict(x, masks_x, masks, B)
+# %% ../nbs/05_predictor.ipynb #18a1c5a6
+@patch
+def forward(self:VisionTransformerPredictor,
+            x,            # context features (nenc * B, Kc, D) from the encoder
+            masks_x,      # context masks: list of nenc LongTensor (B, Kc)
+            masks):       # target masks: list of npred LongTensor (B, Kt)
+    "Predictions (npred * nenc * B, Kt, D): each target block predicted as its own sequence."
+    if torch.is_tensor(masks_x): masks_x = [masks_x]
+    if torch.is_tensor(masks): masks = [masks]
+    B = len(x) // len(masks_x)
+    if tuple(x.shape[:2]) != (len(masks_x) * masks_x[0].size(0), masks_x[0].size(1)):
+        raise ValueError(f"Context features of shape {tuple(x.shape)} do not match masks_x: expected (nenc * B, Kc, D) = "
+                         f"({len(masks_x)} * {masks_x[0].size(0)}, {masks_x[0].size(1)}, D), the encoder's output for these masks.")
+    if not self.batched_blocks:                                               # the paper's words: one pass per block
+        return torch.cat([self._predict(x, masks_x, [m], B) for m in masks])  # npred x (nenc*B, Kt, D), block-major
+    return self._predict(x, masks_x, masks, B)
 
-    def _predict(self, x, masks_x, masks, B):
-        "The official batched forward: every (target block, context mask, image) is one row of the batch."
-        if self.rope: return self._predict_rope(x, masks_x, masks, B)
-        x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
-        pos = self.predictor_pos_embed.expand(B, -1, -1)                          # (B, N, d)
-        x = x + apply_masks(pos, masks_x, self.batched_gather)                    # context positions added
-        n_ctx = x.size(1)
-        pos_t = apply_masks(pos, masks, self.batched_gather)                      # (npred*B, Kt, d)
-        pos_t = repeat_interleave_batch(pos_t, B, repeat=len(masks_x))            # (npred*nenc*B, Kt, d)
-        queries = self.mask_token + pos_t                                         # one mask token per target patch
-        x = x.repeat(len(masks), 1, 1)                                            # (npred*nenc*B, Kc, d)
-        x = torch.cat([x, queries], dim=1)                                        # (npred*nenc*B, Kc+Kt, d)
-        valid = predictor_mask(masks_x, masks, B)                                 # (npred*nenc*B, Kc+Kt) or None
-        x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, mask=valid)   # (npred*nenc*B, Kc+Kt, d)
-        x = self.predictor_norm(x)
-        return self.predictor_proj(x[:, n_ctx:])                                  # (npred*nenc*B, Kt, D)
+@patch
+def _predict(self:VisionTransformerPredictor, x, masks_x, masks, B):
+    "The official batched forward: every (target block, context mask, image) is one row of the batch."
+    if self.rope: return self._predict_rope(x, masks_x, masks, B)
+    x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
+    pos = self.predictor_pos_embed.expand(B, -1, -1)                          # (B, N, d)
+    x = x + apply_masks(pos, masks_x, self.batched_gather)                    # context positions added
+    n_ctx = x.size(1)
+    pos_t = apply_masks(pos, masks, self.batched_gather)                      # (npred*B, Kt, d)
+    pos_t = repeat_interleave_batch(pos_t, B, repeat=len(masks_x))            # (npred*nenc*B, Kt, d)
+    queries = self.mask_token + pos_t                                         # one mask token per target patch
+    x = x.repeat(len(masks), 1, 1)                                            # (npred*nenc*B, Kc, d)
+    x = torch.cat([x, queries], dim=1)                                        # (npred*nenc*B, Kc+Kt, d)
+    valid = predictor_mask(masks_x, masks, B)                                 # (npred*nenc*B, Kc+Kt) or None
+    x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, mask=valid)   # (npred*nenc*B, Kc+Kt, d)
+    x = self.predictor_norm(x)
+    return self.predictor_proj(x[:, n_ctx:])                                  # (npred*nenc*B, Kt, D)
 
-    def _predict_rope(self, x, masks_x, masks, B):
-        "The same batch with rotary positions: tokens carry no position; every query starts as the bare mask token."
-        x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
-        xy = self.coords.expand(B, -1, -1)                                        # (B, N, 2) row, col of each patch
-        xy_c = apply_masks(xy, masks_x, self.batched_gather).repeat(len(masks), 1, 1)   # (npred*nenc*B, Kc, 2)
-        xy_t = repeat_interleave_batch(apply_masks(xy, masks, self.batched_gather), B, repeat=len(masks_x))  # (npred*nenc*B, Kt, 2)
-        if self.training and self.stop_std: xy_t = xy_t + self.stop_std * torch.randn_like(xy_t)   # StoP
-        queries = self.mask_token.expand(len(xy_t), xy_t.size(1), -1)             # (npred*nenc*B, Kt, d)
-        x = torch.cat([x.repeat(len(masks), 1, 1), queries], dim=1)               # (npred*nenc*B, Kc+Kt, d)
-        angles = rope_angles(torch.cat([xy_c, xy_t], dim=1), x.size(-1) // self.num_heads, self.rope_base)
-        x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, angles, mask=predictor_mask(masks_x, masks, B))
-        return self.predictor_proj(self.predictor_norm(x)[:, xy_c.size(1):])      # (npred*nenc*B, Kt, D)
+# %% ../nbs/05_predictor.ipynb #849b67bf
+@patch
+def _predict_rope(self:VisionTransformerPredictor, x, masks_x, masks, B):
+    "The same batch with rotary positions: tokens carry no position; every query starts as the bare mask token."
+    x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
+    xy = self.coords.expand(B, -1, -1)                                        # (B, N, 2) row, col of each patch
+    xy_c = apply_masks(xy, masks_x, self.batched_gather).repeat(len(masks), 1, 1)   # (npred*nenc*B, Kc, 2)
+    xy_t = repeat_interleave_batch(apply_masks(xy, masks, self.batched_gather), B, repeat=len(masks_x))  # (npred*nenc*B, Kt, 2)
+    if self.training and self.stop_std: xy_t = xy_t + self.stop_std * torch.randn_like(xy_t)   # StoP
+    queries = self.mask_token.expand(len(xy_t), xy_t.size(1), -1)             # (npred*nenc*B, Kt, d)
+    x = torch.cat([x.repeat(len(masks), 1, 1), queries], dim=1)               # (npred*nenc*B, Kc+Kt, d)
+    angles = rope_angles(torch.cat([xy_c, xy_t], dim=1), x.size(-1) // self.num_heads, self.rope_base)
+    x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, angles, mask=predictor_mask(masks_x, masks, B))
+    return self.predictor_proj(self.predictor_norm(x)[:, xy_c.size(1):])      # (npred*nenc*B, Kt, D)
 
 # %% ../nbs/05_predictor.ipynb #3b6e6128
 def vit_predictor(*, num_patches, embed_dim, predictor_embed_dim=384, depth=6, num_heads=12, **kwargs):

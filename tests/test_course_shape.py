@@ -16,14 +16,7 @@ MODULES = sorted(p for p in (ROOT / 'ijepa_edu').glob('*.py') if p.name != '_mod
 def n_lines(text): return len(text.splitlines())
 
 
-# Lessons whose one long cell is a class not yet split (issue 13): MaskCollator (57 lines),
-# VisionTransformerPredictor (80). Strict: the test fails once a class is split and the entry is not removed.
-LONG_CLASS = {'03_masks', '05_predictor'}
-_pending = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason='a class cell not yet split (issue 13)'))
-            if n in LONG_CLASS else n for n in CORE]
-
-
-@pytest.mark.parametrize('name', _pending)
+@pytest.mark.parametrize('name', CORE)
 def test_core_lesson_cells_are_short(name):
     cells = json.loads((ROOT / 'nbs' / f'{name}.ipynb').read_text())['cells']
     long = [f"{name}.ipynb, cell {c['id']}: {n_lines(''.join(c['source']))} lines" for c in cells

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / 'bench' / 'results'
 LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA + RoPE + VICReg penalty',
           'paper': 'I-JEPA, paper settings', 'rope_pure': 'I-JEPA + RoPE (no penalty)',
-          'rope_sig': 'I-JEPA + RoPE + SIGReg'}
+          'rope_sig': 'I-JEPA + RoPE + SIGReg', 'rope_pad': 'I-JEPA + RoPE + VICReg penalty, padded masks',
+          'rope_pure_tl4': 'I-JEPA + RoPE + targets from the last 4 blocks (no penalty)'}
 
 
 def rows():
