@@ -160,11 +160,14 @@ def save_small(ckpt,                 # a run checkpoint written by `ijepa_train`
                dtype=torch.float16,  # precision of the saved weights
               ):                     # the path written
     "Keep what a lesson needs from a run checkpoint: its config, target encoder and predictor, in half precision."
+    # A shipped file leaves the machine it was made on: its data and run folders mean nothing elsewhere (and show that
+    # machine's layout), so they are dropped; whoever loads it passes --data.
     ck = load_checkpoint(ckpt) if not isinstance(ckpt, dict) else ckpt
     missing = [k for k in ('config', 'target_encoder', 'predictor') if k not in ck]
     if missing: raise CheckpointError(f"{ckpt} lacks {missing}: save_small needs a checkpoint written by ijepa_train.")
     half = lambda sd: {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
-    atomic_save({'format': SMALL_FORMAT, 'config': ck['config'], 'step': ck.get('step'), 'epoch': ck.get('epoch'),
+    config = {**ck['config'], 'data': '', 'out': ''}
+    atomic_save({'format': SMALL_FORMAT, 'config': config, 'step': ck.get('step'), 'epoch': ck.get('epoch'),
                  'target_encoder': half(ck['target_encoder']), 'predictor': half(ck['predictor'])}, out)
     return Path(out)
 

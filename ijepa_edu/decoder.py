@@ -22,10 +22,9 @@ from fastcore.script import call_parse
 from .patches import to_2tuple, patchify, unpatchify, get_2d_sincos_pos_embed
 from .encoder import Block, init_weights, apply_masks
 from .step import target_features
-from .data import resolve_data, make_dataset, make_transforms
 from .checkpoint import CheckpointError, strip_module_prefix, load_checkpoint, load_small, SMALL_FORMAT
 from .build import build_model, make_mask_collator, pick_device
-from .evaluate import load_run_encoder, random_init_model, evenly_spaced, write_metrics, load_run_model, random_predictor, load_split
+from .evaluate import load_run_encoder, random_init_model, evenly_spaced, write_metrics, load_run_model, random_predictor, load_split, run_data
 from .visualise import unnormalize, Predictions, predict_blocks, prediction_scores
 
 # %% ../nbs/17_decoder.ipynb #d5a76bb5
@@ -352,15 +351,6 @@ def fit_and_score(model,                       # an `IJEPA`, frozen, on the devi
                      'fit_seconds': round(t_fit, 1), 'seconds': round(time.time() - t0, 1),
                      'position_pixels': pos_pix.cpu(), 'position_features': pos_feat.cpu()}
 
-# %% ../nbs/17_decoder.ipynb #3a345e1d
-def _data_root(data, cfg):
-    "The data folder: `data`, else the run's own data path (relative to where ijepa_train ran)."
-    try: return resolve_data(data or cfg.data or None)
-    except FileNotFoundError:
-        if data or not cfg.data: raise
-        raise FileNotFoundError(f"No --data given, and the run's own data path {cfg.data!r} (relative to where ijepa_train "
-                                f"ran) does not exist from here: pass --data PATH.") from None
-
 # %% ../nbs/17_decoder.ipynb #a1d24305
 def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
                       data=None,          # data folder or archive; default: the run's own data path
@@ -377,7 +367,7 @@ def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
     "Train a pixel decoder for a run's checkpoint; write its figure, weights and scores beside the run's other outputs."
     t0 = time.time()
     model, cfg, ck = load_run_model(ckpt)
-    root, dev = _data_root(data, cfg), pick_device(device)
+    root, dev = run_data(data, cfg), pick_device(device)
     x_train, x_test = load_split(root, 'train', train_images, cfg.img_size), load_split(root, 'test', test_images, cfg.img_size)
     if len(x_test) < 2: raise ValueError(f"{root} has {len(x_test)} test image(s): the scores need at least 2.")
     collator = make_mask_collator(cfg, truncate='random')   # equal lengths: pixel targets need no padding

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['load_run_encoder', 'random_init_model', 'random_init_encoder', 'load_run_model', 'random_predictor', 'load_split',
-           'evenly_spaced', 'probe_datasets', 'write_metrics', 'format_results', 'evaluate_checkpoint', 'main',
-           'KnnMonitor', 'evaluate_run']
+           'evenly_spaced', 'probe_datasets', 'write_metrics', 'format_results', 'run_data', 'evaluate_checkpoint',
+           'main', 'KnnMonitor', 'evaluate_run']
 
 # %% ../nbs/24_evaluate_runs.ipynb #6bc1b4eb
 import os, sys, json, time, warnings, dataclasses
@@ -158,7 +158,7 @@ def format_results(entry,          # `evaluate_checkpoint`'s entry, `train`'s su
                      [f'{name:<24}' + ''.join(f"{cell(r, k, '.2f'):>16}" for k, _ in cols) for name, r in rows])
 
 # %% ../nbs/24_evaluate_runs.ipynb #6287a323
-def _eval_data(data, cfg):
+def run_data(data, cfg):
     "The data folder: --data, else the path the run was trained on (relative to where ijepa_train ran)."
     try: return resolve_data(data or cfg.data or None)
     except FileNotFoundError as e:
@@ -189,7 +189,7 @@ def evaluate_checkpoint(ckpt,                     # checkpoint written by `ijepa
     "Evaluate a run's checkpoint with frozen-feature probes; add the results to its metrics.json and print a table."
     probes, base, t0 = parse_probes(probes), _baselines(baselines), time.time()
     enc, cfg, ck = load_run_encoder(ckpt, encoder)
-    root = _eval_data(data, cfg)
+    root = run_data(data, cfg)
     run_n = ck['config'].get('eval_train_images', ck['config'].get('knn_train_images', 0))   # older runs: knn_train_images
     train_ds, test_ds = probe_datasets(cfg, root, run_n if train_images is None else train_images, test_images,
                                        download=False, batch_size=batch_size, num_workers=num_workers)

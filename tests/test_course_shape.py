@@ -45,3 +45,13 @@ def test_nothing_points_outside_the_repository():
     bad = [f'{p.relative_to(ROOT)}: {m.group(0)}' for p in READ_BY_STUDENTS
            for m in [OUTSIDE.search(p.read_text(errors='replace'))] if m]
     assert not bad, 'points outside the repository (say it in the project\'s words, or use a relative path):\n' + '\n'.join(bad)
+
+
+def test_shipped_models_name_no_machine_paths():
+    "The small checkpoints in nbs/assets/models/ keep their config without the data and run folders of the machine that made them."
+    import torch
+    models = sorted((ROOT / 'nbs' / 'assets' / 'models').glob('*.pt'))
+    assert models
+    for p in models:
+        cfg = torch.load(p, map_location='cpu', weights_only=True)['config']
+        assert (cfg['data'], cfg['out']) == ('', ''), f"{p.name}: data={cfg['data']!r}, out={cfg['out']!r}"

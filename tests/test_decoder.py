@@ -211,6 +211,7 @@ def test_small_checkpoints_decode_too(toy, tmp_path, one_thread):
     from ijepa_edu.evaluate import load_run_model
     ck = make_run(toy, tmp_path / 'run')
     small = save_small(ck, tmp_path / 'run' / 'small.pt')
+    assert {k: torch.load(small, weights_only=True)['config'][k] for k in ('data', 'out')} == {'data': '', 'out': ''}   # no machine paths
     model, cfg, info = load_run_model(small)
     assert info['step'] == 1 and cfg.preset == 'cifar10_tiny'
     for a, b in zip(model.encoder.parameters(), model.target_encoder.parameters()): assert torch.equal(a, b)
