@@ -6,7 +6,7 @@
 __all__ = ['build_model', 'make_mask_collator', 'pick_device', 'pick_precision', 'init_distributed']
 
 # %% ../nbs/19_build.ipynb #a69aeebf
-import os
+import math, os
 import torch
 import torch.distributed as dist
 from . import encoder as E
@@ -28,7 +28,8 @@ def build_model(cfg):
     if cfg.pred_emb_dim % enc.num_heads or cfg.pred_emb_dim % 4 or cfg.pred_depth < 1:
         raise ValueError(f"The predictor (width pred_emb_dim={cfg.pred_emb_dim}, depth pred_depth={cfg.pred_depth}) does not "
                          f"fit the encoder: it takes the encoder's {enc.num_heads} heads and 2-D sin-cos positions, so its "
-                         f"width must be a multiple of {enc.num_heads} and of 4, and its depth at least 1.")
+                         f"width must be a multiple of {math.lcm(enc.num_heads, 4)} ({enc.num_heads} heads; 4 for the positions), "
+                         f"and its depth at least 1.")
     pred = vit_predictor(num_patches=enc.patch_embed.num_patches, embed_dim=enc.embed_dim,
                          predictor_embed_dim=cfg.pred_emb_dim, depth=cfg.pred_depth, num_heads=enc.num_heads,
                          stop_std=cfg.stop_std, **pos)
