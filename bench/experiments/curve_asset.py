@@ -18,7 +18,9 @@ RES = ROOT / 'bench' / 'results'
 LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA + RoPE + VICReg penalty',
           'paper': 'I-JEPA, paper settings', 'rope_pure': 'I-JEPA + RoPE (no penalty)',
           'rope_sig': 'I-JEPA + RoPE + SIGReg', 'rope_pad': 'I-JEPA + RoPE + VICReg penalty, padded masks',
-          'rope_pure_tl4': 'I-JEPA + RoPE + targets from the last 4 blocks (no penalty)'}
+          'rope_pure_tl4': 'I-JEPA + RoPE + targets from the last 4 blocks (no penalty)',
+          'rope_tl4': 'I-JEPA + RoPE + VICReg penalty + targets from the last 4 blocks',
+          'rope_stop': 'I-JEPA + RoPE + VICReg penalty + StoP 0.25'}
 
 
 def rows():
