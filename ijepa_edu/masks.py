@@ -26,31 +26,13 @@ OFFICIAL_QUIRKS = {
 
 # %% ../nbs/03_masks.ipynb #a751c563
 def _parse_quirks(official):
+    "The set of OFFICIAL_QUIRKS names that `official` asks for: True (all), False (none), one name or several."
     if official is True: return set(OFFICIAL_QUIRKS)
     if not official: return set()
     q = {official} if isinstance(official, str) else set(official)
     unknown = q - set(OFFICIAL_QUIRKS)
     if unknown: raise ValueError(f"Unknown official quirks {sorted(unknown)}; choose from {sorted(OFFICIAL_QUIRKS)}.")
     return q
-
-# %% ../nbs/03_masks.ipynb #b6b1f573
-def _check_feasible(mc):
-    "Reject a `MaskCollator` (`mc`) whose settings can never give a valid mask, before any sampling starts."
-    H, W = mc.grid
-    strict = 'strict_min_keep' in mc.quirks
-    if 'exclusive_bound' in mc.quirks and min(H, W) < 2:
-        raise ValueError(f"The official sampler needs a grid of at least 2x2 patches, got {H}x{W}.")
-    h, w = mc._clamp(*block_size(mc.enc_mask_scale[1], 1.0, mc.grid))
-    largest_ctx = h * w
-    aspects = torch.linspace(*mc.aspect_ratio, 17).tolist()
-    smallest_tgt = min(a * b for a, b in (mc._clamp(*block_size(mc.pred_mask_scale[0], r, mc.grid)) for r in aspects))
-    best = largest_ctx - smallest_tgt if (largest_ctx == H * W and not mc.allow_overlap) else largest_ctx
-    need = mc.min_keep + 1 if strict else mc.min_keep
-    if best < need:
-        raise ValueError(
-            f"min_keep={mc.min_keep} is impossible on a {H}x{W} grid: the largest context block holds {largest_ctx} "
-            f"patches and at best {best} remain once a target is removed. Lower min_keep (to at most {best - int(strict)}), "
-            f"raise enc_mask_scale, or use smaller targets (pred_mask_scale).")
 
 # %% ../nbs/03_masks.ipynb #8e0ad014
 class MaskCollator:
@@ -86,7 +68,7 @@ class MaskCollator:
         self.nenc, self.npred, self.min_keep, self.max_tries = nenc, npred, min_keep, max_tries
         self.allow_overlap, self.seed, self.fast = allow_overlap, seed, fast
         self._gen, self._gen_key = None, None
-        _check_feasible(self)
+        self._check_feasible()
 
     def _clamp(self, h, w):
         "Under 'exclusive_bound' a block side is shrunk below the grid's side, as the official code does."
@@ -113,6 +95,26 @@ def __repr__(self:MaskCollator):
             f"aspect_ratio={self.aspect_ratio}, nenc={self.nenc}, npred={self.npred}, min_keep={self.min_keep}, "
             f"allow_overlap={self.allow_overlap}, truncate={self.truncate!r}"
             f"{f', pad_to={self.pad_to!r}' if self.truncate == 'pad' else ''}{q}{'' if self.fast else ', fast=False'})")
+
+# %% ../nbs/03_masks.ipynb #b6b1f573
+@patch
+def _check_feasible(self:MaskCollator):
+    "Reject settings that can never give a valid mask, before any sampling starts."
+    H, W = self.grid
+    strict = 'strict_min_keep' in self.quirks
+    if 'exclusive_bound' in self.quirks and min(H, W) < 2:
+        raise ValueError(f"The official sampler needs a grid of at least 2x2 patches, got {H}x{W}.")
+    h, w = self._clamp(*block_size(self.enc_mask_scale[1], 1.0, self.grid))
+    largest_ctx = h * w
+    aspects = torch.linspace(*self.aspect_ratio, 17).tolist()
+    smallest_tgt = min(a * b for a, b in (self._clamp(*block_size(self.pred_mask_scale[0], r, self.grid)) for r in aspects))
+    best = largest_ctx - smallest_tgt if (largest_ctx == H * W and not self.allow_overlap) else largest_ctx
+    need = self.min_keep + 1 if strict else self.min_keep
+    if best < need:
+        raise ValueError(
+            f"min_keep={self.min_keep} is impossible on a {H}x{W} grid: the largest context block holds {largest_ctx} "
+            f"patches and at best {best} remain once a target is removed. Lower min_keep (to at most {best - int(strict)}), "
+            f"raise enc_mask_scale, or use smaller targets (pred_mask_scale).")
 
 # %% ../nbs/03_masks.ipynb #aec45a9b
 @patch
