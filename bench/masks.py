@@ -1,5 +1,5 @@
 """Mask sampling: the vectorised sampler (`MaskCollator()`, the default) against the per-image loop that
-nbs/03_masks.ipynb teaches (`MaskCollator(fast=False)`), side by side in one run.
+nbs/03_context.ipynb and 04_masks.ipynb teach (`MaskCollator(fast=False)`), side by side in one run.
 
 Cases: batches of 256 and 2048 at 224 px in patches of 16 (14x14 grid) and 14 (16x16 grid), with the paper's mask
 settings (4 targets of 15-20%, aspect 0.75-1.5, one context of 85-100%, min_keep 10); plus batch 128 at 224/14 (the

@@ -1,12 +1,12 @@
 """CPU training step of the `cifar10_tiny` preset: the teaching path against the fast path, lever by lever.
 
 The step is the library's own: `build_model(get_config('cifar10_tiny'))` (encoder width 128, depth 4; predictor
-width 64, depth 4; the variance-covariance penalty of lesson 14) and `train_step`, on batches of 128 random
+width 64, depth 4; the variance-covariance penalty of lesson 11) and `train_step`, on batches of 128 random
 32 px images with masks from the preset's `MaskCollator` (a pool of a few mask sets, so the context length
 varies as in training).
 
   teaching path  written-out attention, one gather per (mask, image), one predictor pass per target block
-                 (`set_fast_paths(model, False)`, lessons 4, 5, 7), AdamW's CPU default (a Python for-loop over
+                 (`set_fast_paths(model, False)`, lessons 05, 06, 08), AdamW's CPU default (a Python for-loop over
                  the tensors), the loss read with `.item()` every step, no compile
   fast path      SDPA, one gather per mask set, all target blocks in one predictor batch, fused AdamW, the loss
                  kept as a tensor; `torch.compile` and bf16 autocast measured separately on top (compile time reported

@@ -1,12 +1,14 @@
 """The exercise checkers (issue 13): each passes the library's own function, fails plausible wrong answers with a printed
 line that names the mistake, and never raises, whatever the student's function does."""
-import math
+import itertools, math
 import pytest
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 import ijepa_edu.checks as checks
+import ijepa_edu.checks_training as checks_training
+from ijepa_edu.masks import MaskCollator
 from ijepa_edu.patches import patchify
 from ijepa_edu.blocks import block_indices, block_size, sample_block_position, sample_block_size
 from ijepa_edu.encoder import apply_masks
@@ -24,6 +26,22 @@ def one_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
 
 
+def _equalise(gen, masks):
+    "The collator's own random cut (`MaskCollator._equalise`), on one mask per image."
+    return MaskCollator(truncate='random')._equalise(gen, [[m] for m in masks])[0]
+
+
+def _equalise_unseeded(gen, masks, _calls=itertools.count()):
+    "Ignores `gen`: two generators taken in turn, so two calls in a row never cut alike (seeds 0 and 1 differ here)."
+    return _equalise(torch.Generator().manual_seed(next(_calls) % 2), masks)
+
+
+def test_unseeded_cuts_differ():
+    "The wrong answer above differs between calls on the checker's own case, so its report is certain."
+    ms = [torch.arange(4), torch.arange(10)]
+    assert not torch.equal(_equalise(torch.Generator().manual_seed(0), ms), _equalise(torch.Generator().manual_seed(1), ms))
+
+
 def _target_block(gen, scale, aspect, grid):
     size = sample_block_size(gen, scale, aspect, grid)
     return block_indices(*sample_block_position(gen, size, grid), size, grid)
@@ -31,15 +49,18 @@ def _target_block(gen, scale, aspect, grid):
 
 LIBRARY = {'check_patchify': patchify, 'check_block_indices': block_indices,
            'check_sample_block_position': sample_block_position, 'check_sample_target_block': _target_block,
+           'check_equalise': _equalise,
            'check_apply_masks': apply_masks, 'check_repeat_interleave_batch': repeat_interleave_batch,
            'check_ema_update': ema_update, 'check_target_features': target_features, 'check_lr_schedule': lr_at,
            'check_position_share': position_share, 'check_knn_predict': knn_predict}
-CHECKERS = sorted(n for n in checks.__all__ if n.startswith('check_'))
+MODULES = (checks, checks_training)       # the checkers of lessons 01-06, and of the training lessons
+CHECKER_OF = {n: getattr(m, n) for m in MODULES for n in m.__all__ if n.startswith('check_')}
+CHECKERS = sorted(CHECKER_OF)
 
 
 def grade(name, fn, capsys):
     "(returned value, printed lines) of checker `name` on `fn`."
-    ok = getattr(checks, name)(fn)
+    ok = CHECKER_OF[name](fn)
     return ok, capsys.readouterr().out.splitlines()
 
 
@@ -155,6 +176,11 @@ WRONG = [  # (checker, wrong answer, words its report must contain)
     ('check_sample_target_block', _block_official_bound, "torch.randint's upper bound is exclusive"),
     ('check_sample_target_block', _block_global, 'pass generator=gen'),
     ('check_sample_target_block', _block_scattered, 'do not fill a rectangle'),
+    ('check_equalise', lambda gen, ms: torch.stack([m[:min(map(len, ms))] for m in ms]), "truncate='first'"),
+    ('check_equalise', lambda gen, ms: torch.stack([m[torch.randperm(len(m), generator=gen)[:min(map(len, ms))]] for m in ms]),
+     'not a sorted subset'),
+    ('check_equalise', lambda gen, ms: torch.stack([ms[0][:min(map(len, ms))] for m in ms]), 'not a sorted subset of its own mask'),
+    ('check_equalise', _equalise_unseeded, 'draw every random number from `gen`'),
     ('check_apply_masks', lambda x, ms: torch.stack([x[b, m[b]] for b in range(len(x)) for m in ms]), 'rows ordered image by image'),
     ('check_apply_masks', lambda x, ms: torch.cat([x[:, m[0]] for m in ms]), "gathered with image 0's indices"),
     ('check_apply_masks', lambda x, ms: apply_masks(x, [m.sort(1).values for m in ms]), 'tokens re-sorted'),

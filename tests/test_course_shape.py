@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ['00_big_picture', '01_patches', '02_blocks', '03_masks', '04_encoder', '05_predictor', '06_ema', '07_step',
-        '12_diagnostics', '13_evaluate', '14_smallscale', '16_visualise', '17_decoder']
+CORE = ['00_big_picture', '01_patches', '02_blocks', '03_context', '04_masks', '05_encoder', '06_predictor', '07_ema', '08_step',
+        '09_diagnostics', '10_evaluate', '11_smallscale', '12_visualise', '13_decoder']
 MAX_CELL, MAX_MODULE = 45, 440
 MODULES = sorted(p for p in (ROOT / 'ijepa_edu').glob('*.py') if p.name != '_modidx.py')  # _modidx.py: nbdev's index
 

@@ -1,4 +1,4 @@
-"""Tests of the pixel decoder of lesson 17 (nbs/17_decoder.ipynb): a non-square grid, the closed-form fit, the
+"""Tests of the pixel decoder of lesson 13 (nbs/17_decoder.ipynb): a non-square grid, the closed-form fit, the
 shuffled context, the scores' invariants, and `ijepa_decode` end to end on the toy image folder of conftest.py."""
 import json, os, subprocess, sys
 import matplotlib

@@ -2,26 +2,26 @@
 and a folded solution that checks its own claim (so nbdev_test fails if the library stops agreeing with it).
 
 Predict-then-check exercises come first (2 or 3); then up to 2 "write it yourself" exercises, whose starting point is a
-stub (`raise NotImplementedError`) graded by a checker the library exports (`check_*` from `ijepa_edu.checks`), and whose
+stub (`raise NotImplementedError`) graded by a checker the library exports (`check_*` from `ijepa_edu.checks` or `ijepa_edu.checks_training`), and whose
 solution asserts that the checker passes. No starting point keeps a saved output (it would show the answer before the
 student runs it), and each solution's output is folded with its source (`jupyter.outputs_hidden`)."""
 import json, re
 from pathlib import Path
 import pytest
-import ijepa_edu.checks
+import ijepa_edu.checks, ijepa_edu.checks_training
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / 'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 # Reference pages (the facts sheet, the public API) are looked up, not taught: they have no exercises.
-REFERENCE_PAGES = {'26_reference', '27_api', '28_smallscale_journal'}
+REFERENCE_PAGES = {'29_reference', '30_api', '31_smallscale_journal'}
 LESSONS = sorted(p for p in (ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb') if p.stem not in REFERENCE_PAGES)
 HEADER = '## Exercises'
 CHECK = re.compile(r'^\s*assert\b|\btest_(eq|ne|close|fail|is|eq_type|shuffled|stdout|warns)\s*\(', re.M)
 CHECKER = re.compile(r'\b(check_\w+)\s*\(')
-CHECKERS = set(ijepa_edu.checks.__all__)
+CHECKERS = set(ijepa_edu.checks.__all__) | set(ijepa_edu.checks_training.__all__)
 # Core lessons that must end with a "write it yourself" exercise graded by a checker.
-WRITE_IT_YOURSELF = ['01_patches', '02_blocks', '03_masks', '04_encoder', '05_predictor', '06_ema', '07_step',
-                     '09_schedules', '12_diagnostics', '13_evaluate']
+WRITE_IT_YOURSELF = ['01_patches', '02_blocks', '03_context', '04_masks', '05_encoder', '06_predictor', '07_ema', '08_step',
+                     '15_schedules', '09_diagnostics', '10_evaluate']
 # Lessons whose exercises do not yet follow the issue-13 rules (no saved outputs in starting points, solution outputs
 # folded; for a core lesson, a write-it-yourself exercise): expected to fail, strictly, so each must leave this list once done.
 PENDING = set()
@@ -92,7 +92,7 @@ def problems(cells):
             used = graders(start_cell)
             if 'raise NotImplementedError' not in src(start_cell):
                 out.append(f'exercise {n}: a write-it-yourself starting point is a stub that raises NotImplementedError')
-            if not used: out.append(f'exercise {n}: graded by no checker that ijepa_edu.checks exports '
+            if not used: out.append(f'exercise {n}: graded by no checker that ijepa_edu.checks or checks_training exports '
                                     f'(it calls {sorted(set(CHECKER.findall(src(start_cell)))) or "none"})')
             for name in used:
                 if not re.search(rf'^assert {name}\(', src(sol), re.M):

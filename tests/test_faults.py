@@ -213,7 +213,7 @@ def test_dataloader_worker_failure_surfaces_not_hangs(toy, tmp_path, mode, expec
 # --- unreadable images ----------------------------------------------------------------------------------------------------
 
 def test_run_skips_a_corrupt_image_names_it_and_counts_it(toy, tmp_path):
-    """A truncated JPEG inside the ImageFolder must not end the run: it is replaced (lesson 08), named in a warning and
+    """A truncated JPEG inside the ImageFolder must not end the run: it is replaced (lesson 14), named in a warning and
     counted in log.csv and the summary. Without the skip, the first epoch raises on that file."""
     bad = tmp_path / 'bad'; shutil.copytree(toy, bad)
     (bad / 'train' / 'c0' / 'zz_truncated.png').write_bytes((toy / 'train' / 'c0' / '0.png').read_bytes()[:60])

@@ -1,7 +1,7 @@
 """Property tests of the mask collator (ijepa_edu.masks) over many seeds, in both modes (the vectorised sampler and
 the per-image loop it is tested against), the statistical test that they draw alike (ijepa_edu.mask_stats), and the
-figure functions (ijepa_edu.mask_figures). The lessons' own tests live in nbs/03_masks.ipynb, 20_mask_stats.ipynb and
-21_mask_figures.ipynb."""
+figure functions (ijepa_edu.mask_figures). The lessons' own tests live in nbs/03_context.ipynb, 04_masks.ipynb, 21_masks_fast.ipynb, 22_mask_stats.ipynb and
+23_mask_figures.ipynb."""
 import math
 
 import matplotlib

@@ -1,4 +1,4 @@
-"""Data in memory (lesson 23, issue 12): a training run with `data_in_memory=true` trains, resumes exactly, and draws
+"""Data in memory (lesson 26, issue 12): a training run with `data_in_memory=true` trains, resumes exactly, and draws
 the same batches whatever the number of steps before a resume; bad settings are refused with the fix."""
 import subprocess, sys
 from pathlib import Path

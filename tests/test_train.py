@@ -106,7 +106,7 @@ def test_torchrun_two_processes_gloo(toy, tmp_path):
     assert worst < 1e-4, worst
 
 def test_grad_checkpointing_reaches_encoder_and_predictor():
-    "The config switch turns on the memory option of lessons 04 and 05 in both trained networks (off by default)."
+    "The config switch turns on the memory option of lessons 05 and 06 in both trained networks (off by default)."
     from ijepa_edu.config import get_config
     m = T.build_model(get_config('cifar10_tiny', grad_checkpointing='true'))
     assert m.encoder.grad_checkpointing and m.predictor.grad_checkpointing

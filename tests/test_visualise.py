@@ -1,4 +1,4 @@
-"Tests of the pictures of lesson 16 (nbs/16_visualise.ipynb): odd sizes (non-square grids, batch of one), invariants."
+"Tests of the pictures of lesson 12 (nbs/16_visualise.ipynb): odd sizes (non-square grids, batch of one), invariants."
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt

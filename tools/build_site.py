@@ -30,10 +30,10 @@ IMAGE_MIMES = ('image/png', 'image/jpeg', 'image/svg+xml', 'image/gif')
 WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
 
 # The appendix track (README, "The learning path"): engineering and reference pages a course can skip. The sidebar lists
-# the core track first, then these under their own heading; the files keep their numbers.
-APPENDIX = {'08', '09', '10', '11', '15', '18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28'}
+# the core track first (lessons 00-13), then these under their own heading: the appendix is numbered after the core.
+FIRST_APPENDIX = 14
 
-def is_appendix(stem): return stem[:2] in APPENDIX
+def is_appendix(stem): return stem[:2].isdigit() and int(stem[:2]) >= FIRST_APPENDIX
 
 def reading_order(paths):
     "The site's order: the overview, the core lessons, then the appendix, each by number."
@@ -263,7 +263,7 @@ def build(out=ROOT / '_site', nbs=ROOT / 'nbs', quiet=False):
         body, _ = exporter.from_notebook_node(nb, resources=resources)
         heads = headings(body)
         body = body.replace('<!--SITE-TOC-->', toc_html(heads), 1)
-        # links between lessons: `03_masks.ipynb#x` -> `03_masks.html#x`
+        # links between lessons: `04_masks.ipynb#x` -> `04_masks.html#x`
         body = body.replace('href="_site/', 'href="')   # the README's link to the site, seen from inside the site
         body = re.sub(r'href="(?:\.\./)?(?:nbs/)?([\w-]+)\.ipynb(#[^"]*)?"',
                       lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"' if m.group(1) in stems else m.group(0), body)

@@ -2,7 +2,7 @@
 """Run a lesson in a real JupyterLab, through its menus, in headless Chromium, as a student would.
 
     python tools/check_jupyterlab.py                      # nbs/01_patches.ipynb; screenshots in _screenshots/jupyterlab/
-    python tools/check_jupyterlab.py nbs/03_masks.ipynb
+    python tools/check_jupyterlab.py nbs/04_masks.ipynb
 
 It lays out a temporary project (settings.ini + nbs/<the notebook>, outputs cleared, and one last cell added that prints a
 random token), starts JupyterLab on 127.0.0.1 at a free port with a token and a throwaway config, opens the notebook in

@@ -1,5 +1,5 @@
 """Experiment (2026-11-26): remove each position's batch mean from the targets, so that the predictor cannot score by
-predicting where a patch is (lesson 16 found the trained tiny predictor mostly predicts position).
+predicting where a patch is (lesson 12 found the trained tiny predictor mostly predicts position).
 
     python bench/experiments/center_targets.py center data=PATH out=runs/center device=cpu
     python bench/experiments/center_targets.py center_ln data=PATH out=runs/center_ln device=cpu   # re-layer-normed

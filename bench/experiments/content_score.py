@@ -1,9 +1,9 @@
-"""Does the predictor predict content or position? (issue 12, item 2; lesson 16's scores on a run's checkpoint)
+"""Does the predictor predict content or position? (issue 12, item 2; lesson 12's scores on a run's checkpoint)
 
 For each checkpoint: the position share of the layer-normed target features (the fraction of their variance that the
-per-position mean explains, lesson 12) on 512 test images, and how often the predictor's output for a target patch is
+per-position mean explains, lesson 09) on 512 test images, and how often the predictor's output for a target patch is
 closer (cosine) to *its own image's* target at that position than to any other image's target at that position
-(lesson 16's "picks its own image"; chance 1/B with B test images per batch), over 8 batches of 64 test images with
+(lesson 12's "picks its own image"; chance 1/B with B test images per batch), over 8 batches of 64 test images with
 the run's own mask settings.
 
     python bench/experiments/content_score.py --data PATH runs/curve/rope_e2_s0/latest.pt [more checkpoints ...]

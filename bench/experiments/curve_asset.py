@@ -1,4 +1,4 @@
-"""Collect the learning-curve points that lesson 14 plots into nbs/assets/smallscale/curve.json (issue 12).
+"""Collect the learning-curve points that lesson 11 plots into nbs/assets/smallscale/curve.json (issue 12).
 
 Every point is a separate pretraining run of `cifar10_tiny` with its own schedule length (not a checkpoint of a longer
 run), scored by k-NN and a linear probe of the average-pooled target encoder fit on 10,000 evenly spaced training images
@@ -6,7 +6,7 @@ and scored on all 10,000 test images, beside the same network at its random init
 - 2026-11-26_tiny_recipe.jsonl (sin-cos positions + VICReg penalty, 0.5 / 1 / 2 epochs: `tiny_recipe.py`),
 - learning_curve.jsonl (rotary positions + VICReg penalty and the other recipes of issue 12: `learning_curve.py`),
 - content.jsonl (position share and own-image score of each checkpoint: `content_score.py`).
-The paper-settings line (no penalty) comes from lesson 14's first round (nbs/assets/smallscale/results.json: k-NN only).
+The paper-settings line (no penalty) comes from lesson 11's first round (nbs/assets/smallscale/results.json: k-NN only).
 
     python bench/experiments/curve_asset.py
 """
