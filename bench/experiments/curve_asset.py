@@ -20,7 +20,10 @@ LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA
           'rope_sig': 'I-JEPA + RoPE + SIGReg', 'rope_pad': 'I-JEPA + RoPE + VICReg penalty, padded masks',
           'rope_pure_tl4': 'I-JEPA + RoPE + targets from the last 4 blocks (no penalty)',
           'rope_tl4': 'I-JEPA + RoPE + VICReg penalty + targets from the last 4 blocks',
-          'rope_stop': 'I-JEPA + RoPE + VICReg penalty + StoP 0.25'}
+          'rope_stop': 'I-JEPA + RoPE + VICReg penalty + StoP 0.25',
+          'rope_pure_tl4_ema': 'I-JEPA + RoPE + last-4-block targets + fixed EMA momentum (no penalty)',
+          'rope_pure_tl4_pd2': 'I-JEPA + RoPE + last-4-block targets + 2-block predictor (no penalty)',
+          'rope_tl4_ema': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum'}
 
 
 def rows():
