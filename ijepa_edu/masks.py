@@ -10,8 +10,9 @@ import torch
 from einops import rearrange
 from fastcore.basics import patch
 from torch.utils.data import default_collate
-from .sampler import OFFICIAL_QUIRKS, BlockSampler
-from .masks_fast import FastSampler, block_sizes, boxes_to_masks, _cut_masks, _cut_boxes
+from .sampler import OFFICIAL_QUIRKS  # re-exported: `ijepa_edu.masks` held it before the split
+from .masks_fast import FastSampler, boxes_to_masks, _cut_masks, _cut_boxes
+from .masks_fast import block_sizes  # re-exported, like OFFICIAL_QUIRKS
 
 # %% ../nbs/04_masks.ipynb #90e7e266
 class MaskCollator(FastSampler):
