@@ -115,7 +115,7 @@ def write_metrics(path,   # metrics.json of the run (created if missing)
                   key,    # the entry to add or update, e.g. 'evaluation'
                   entry,  # a dict of results
                  ):       # the whole updated dict
-    "Add `entry` under `key` in a JSON file, keeping every other key (the training summary); written atomically."
+    "Add `entry` under `key` in a JSON file, keeping every other key (the training summary; a replaced entry goes to `<key>_previous`); written atomically."
     path, m = Path(path), {}
     if path.exists():
         try: m = json.loads(path.read_text())
@@ -126,6 +126,7 @@ def write_metrics(path,   # metrics.json of the run (created if missing)
             m = {}
     old = m.get(key)
     same = isinstance(old, dict) and all(old.get(f) == entry.get(f) for f in _SAME_EVAL)
+    if isinstance(old, dict) and not same: m.setdefault(f'{key}_previous', []).append(old)   # kept, oldest first
     m[key] = _merge(old, entry) if same else entry                         # same images and weights: add the new probes
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     tmp.write_text(json.dumps(m, indent=2)); os.replace(tmp, path)

@@ -291,7 +291,12 @@ def test_write_metrics_merges_same_images_and_moves_a_broken_file_aside(tmp_path
     ev = json.loads(p.read_text())['evaluation']
     assert ev['knn_top1'] == 1.0 and ev['linear_top1'] == 3.0 and ev['pixels'] == {'knn_top1': 2.0, 'linear_top1': 4.0}
     write_metrics(p, 'evaluation', {**same, 'step': 4, 'knn_top1': 5.0})
-    assert 'linear_top1' not in json.loads(p.read_text())['evaluation']                # another step: replaced
+    m = json.loads(p.read_text())
+    assert 'linear_top1' not in m['evaluation']                                        # another step: replaced,
+    assert [e['step'] for e in m['evaluation_previous']] == [3] and m['evaluation_previous'][0]['linear_top1'] == 3.0   # and kept
+    write_metrics(p, 'evaluation', {**same, 'step': 5, 'knn_top1': 7.0})
+    assert [e['step'] for e in json.loads(p.read_text())['evaluation_previous']] == [3, 4]   # oldest first
+    assert 'evaluation_previous' not in write_metrics(tmp_path / 'new.json', 'evaluation', same)   # nothing replaced: no list
     p.write_text('{"half a json')
     with pytest.warns(UserWarning, match='moved to'): write_metrics(p, 'evaluation', {**same, 'knn_top1': 6.0})
     assert (tmp_path / 'metrics.json.bad').read_text() == '{"half a json'

@@ -30,6 +30,7 @@ RECIPES = {
     'rope_pure_tl4_ema': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4', 'ema=0.996,0.996'],   # + a fixed EMA momentum
     'rope_pure_tl4_pd2': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4', 'pred_depth=2'],   # + a 2-block predictor
     'rope_tl4_ema': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996'],   # the penalised recipe + both
+    'rope_tl4_ema_b64': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'batch_size=64'],   # + twice the steps per epoch
 }
 
 def job_name(recipe, epochs, seed): return f'{recipe}_e{epochs:g}_s{seed}'
