@@ -101,6 +101,14 @@ PRESETS = {
                          pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=1, warmup=0.1,
                          vc_weight=0.1, num_workers=0, truncate='random', log_every=5, diag_every=50, save_every_epochs=0,
                          knn_every=0.5, eval_train_images=10000),
+    # the main job (issue 12, lesson 11): the CPU recipe that learned best per minute, sized for 15 minutes on the
+    # 2-core course machine with its evaluation. I-JEPA + VICReg penalty + rotary positions + targets from the last four
+    # blocks + a fixed EMA momentum, two epochs; probes fit on all 50,000 train images, the last four layers too
+    'cifar10_cpu': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
+                        pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=2, warmup=0.1,
+                        vc_weight=0.1, rope=True, target_layers=4, ema=(0.996, 0.996), num_workers=0, truncate='random',
+                        log_every=5, diag_every=50, save_every_epochs=0, knn_every=0.5, eval_train_images=0,
+                        eval_probes='knn linear linear4'),
     # one GPU, about 10 minutes (designed from the CPU measurements; not yet timed on a GPU)
     'cifar10_small': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=384, depth=8, num_heads=6,
                           pred_depth=4, pred_emb_dim=192, min_keep=4, batch_size=256, epochs=50, warmup=5,

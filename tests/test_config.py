@@ -45,7 +45,7 @@ def test_vit_b_and_l_presets_follow_the_paper_tables():
 
 
 def test_preset_names_and_every_field_has_its_type():
-    assert set(PRESETS) == {'cifar10_tiny', 'cifar10_small', 'in1k_vith14', 'in1k_vith16_448', 'in22k_vith14',
+    assert set(PRESETS) == {'cifar10_tiny', 'cifar10_cpu', 'cifar10_small', 'in1k_vith14', 'in1k_vith16_448', 'in22k_vith14',
                             'in22k_vitg16', 'in1k_vitb16', 'in1k_vitl16'}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name, preset in PRESETS.items():

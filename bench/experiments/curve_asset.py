@@ -23,7 +23,8 @@ LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA
           'rope_stop': 'I-JEPA + RoPE + VICReg penalty + StoP 0.25',
           'rope_pure_tl4_ema': 'I-JEPA + RoPE + last-4-block targets + fixed EMA momentum (no penalty)',
           'rope_pure_tl4_pd2': 'I-JEPA + RoPE + last-4-block targets + 2-block predictor (no penalty)',
-          'rope_tl4_ema': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum'}
+          'rope_tl4_ema': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum',
+          'rope_tl4_ema_b64': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum, batch 64'}
 
 
 def rows():
@@ -42,7 +43,7 @@ def rows():
     if (RES / 'learning_curve.jsonl').exists():
         for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
             r = json.loads(line); m = r['metrics']
-            if m.get('eval_train_images', 10000) != 10000 or 'knn_top1' not in m: continue
+            if m.get('eval_train_images', m.get('train_images', 10000)) != 10000 or 'knn_top1' not in m: continue   # 10,000 probe images only
             out.append(dict(recipe=r['recipe'], epochs=r['epochs'], seed=r['seed'],
                             **{k: m[k] for k in ('knn_top1', 'linear_top1', 'knn_top1_random_init', 'linear_top1_random_init',
                                                  'train_seconds') if k in m}, source='learning_curve.jsonl'))

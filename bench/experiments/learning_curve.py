@@ -51,7 +51,7 @@ def start(recipe, epochs, seed, data, out, extra):
 def table(rows):
     "Markdown table: one line per recipe and length (mean over seeds, with the range where there are several)."
     groups = defaultdict(list)
-    for r in rows: groups[(r['recipe'], r['epochs'], r['metrics'].get('eval_train_images', 10000) or 50000)].append(r['metrics'])
+    for r in rows: groups[(r['recipe'], r['epochs'], r['metrics'].get('eval_train_images', r['metrics'].get('train_images', 10000)) or 50000)].append(r['metrics'])
     def cell(ms, k):
         v = [m[k] for m in ms if k in m]
         if not v: return '-'
@@ -70,6 +70,8 @@ def flat_metrics(folder):
     m = json.loads((Path(folder) / 'metrics.json').read_text())
     ev = m.get('evaluation')
     if ev:                                             # scored by ijepa_eval after training (eval_probes='' in the run)
+        if m.get('train_images') not in (None, ev['train_images']):   # the run's own scores used other probe images
+            m = {k: v for k, v in m.items() if not k.endswith('_random_init')}
         m.update({k: ev[k] for k in ('knn_top1', 'linear_top1') if k in ev}, eval_train_images=ev['train_images'])
         m.update({f'{k}_random_init': v for k, v in ev.get('random_init', {}).items() if k in ('knn_top1', 'linear_top1')})
     if 'train_seconds' not in m:                       # a run whose end-of-run summary was not written: from its log
