@@ -91,23 +91,22 @@ _PAPER = dict(batch_size=2048, start_lr=2e-4, lr=1e-3, final_lr=1e-6, weight_dec
               ema=(0.996, 1.0), dataset='imagefolder', num_workers=10)
 
 # %% ../nbs/16_config.ipynb #538373a1
+# CPU baby, set by experiment (lesson 11): pretrains and evaluates in 3-5 minutes on 2 cores. A small ViT (width 128,
+# depth 4), the variance-covariance penalty that keeps it from collapsing, and one epoch: the linear probe peaks there
+# (longer runs scored lower; lesson 11's last section says why). It keeps the official truncation of masks: padding
+# trains 2.2x the context tokens but costs 2.4x the time per step on the CPU (bench/padding.py), and lesson 11's
+# results were measured this way
+_TINY = dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
+             pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=1, warmup=0.1,
+             vc_weight=0.1, num_workers=0, truncate='random', log_every=5, diag_every=50, save_every_epochs=0,
+             knn_every=0.5, eval_train_images=10000)
+
 PRESETS = {
-    # CPU baby, set by experiment (lesson 11): pretrains and evaluates in about 4 minutes on 2 cores. A small ViT
-    # (width 128, depth 4), the variance-covariance penalty that keeps it from collapsing, and one epoch: the
-    # linear probe peaks there (longer runs scored lower; lesson 11's last section says why). It keeps the official
-    # truncation of masks: padding trains 2.2x the context tokens but costs 2.4x the time per step on the CPU
-    # (bench/padding.py), and lesson 11's results were measured this way
-    'cifar10_tiny': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
-                         pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=1, warmup=0.1,
-                         vc_weight=0.1, num_workers=0, truncate='random', log_every=5, diag_every=50, save_every_epochs=0,
-                         knn_every=0.5, eval_train_images=10000),
-    # the main job (issue 12, lesson 11): the CPU recipe that learned best per minute, sized for 15 minutes on the
-    # 2-core course machine with its evaluation. I-JEPA + VICReg penalty + rotary positions + targets from the last four
+    'cifar10_tiny': _TINY,
+    # the main job (issue 12, lesson 11): the same network with the levers that won, sized for 15 minutes on the 2-core
+    # course machine with its evaluation. I-JEPA + VICReg penalty + rotary positions + targets from the last four
     # blocks + a fixed EMA momentum, two epochs; probes fit on all 50,000 train images, the last four layers too
-    'cifar10_cpu': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
-                        pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=2, warmup=0.1,
-                        vc_weight=0.1, rope=True, target_layers=4, ema=(0.996, 0.996), num_workers=0, truncate='random',
-                        log_every=5, diag_every=50, save_every_epochs=0, knn_every=0.5, eval_train_images=0,
+    'cifar10_cpu': dict(_TINY, epochs=2, rope=True, target_layers=4, ema=(0.996, 0.996), eval_train_images=0,
                         eval_probes='knn linear linear4'),
     # one GPU, about 10 minutes (designed from the CPU measurements; not yet timed on a GPU)
     'cifar10_small': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=384, depth=8, num_heads=6,

@@ -20,7 +20,8 @@ from ijepa_edu.data import resolve_data
 from ijepa_edu.memdata import load_images, random_resized_boxes, crop_resize
 
 def lr_at(step, total, warmup, peak):
-    "Linear warmup to `peak`, then cosine to zero."
+    """Linear warmup from zero to `peak`, then cosine to zero: the usual supervised schedule (the official I-JEPA one,
+    `ijepa_edu.schedules.lr_at`, starts at 2e-4 and ends at 1e-6)."""
     if step < warmup: return peak * (step + 1) / warmup
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
