@@ -16,9 +16,10 @@ from einops import rearrange
 from .patches import to_2tuple
 from .masks import MaskCollator
 from .mask_stats import mask_coverage
+from .style import CONTEXT, TARGETS, UNUSED
 
 # %% ../nbs/23_mask_figures.ipynb #d1ca5798
-TARGET_COLORS = ['tab:orange', 'tab:red', 'tab:green', 'gold', 'tab:pink', 'tab:brown', 'tab:olive', 'tab:purple']
+TARGET_COLORS = TARGETS  # the course's target-block colours (`ijepa_edu.style`), under the name earlier lessons import
 
 def _image_array(img):
     "A PIL image, (H, W, C) array or (C, H, W) tensor as an (H, W, C) array for `imshow`."
@@ -50,11 +51,11 @@ def show_masks(masks_enc,   # context masks: a list of LongTensor (B, K), or of 
     if img is not None:
         ax.imshow(_image_array(img), extent=(0, W, H, 0), cmap='gray')  # cmap only matters for grey images
         overlay[:] = (0, 0, 0, 0.55)                                 # patches in no mask are darkened
-    else: ax.imshow(np.full((H, W, 3), 0.93), extent=(0, W, H, 0))
+    else: ax.imshow(np.full((H, W, 3), to_rgb(UNUSED)), extent=(0, W, H, 0))
     rgba = lambda c, a: (*to_rgb(c), a)
     handles = []
-    for m in enc: overlay[m.numpy()] = rgba('tab:blue', a_ctx)
-    if enc: handles.append(Patch(color=rgba('tab:blue', a_ctx), label=f"context ({sum(len(m) for m in enc)})"))
+    for m in enc: overlay[m.numpy()] = rgba(CONTEXT, a_ctx)
+    if enc: handles.append(Patch(color=rgba(CONTEXT, a_ctx), label=f"context ({sum(len(m) for m in enc)})"))
     for k, m in enumerate(pred):
         c = TARGET_COLORS[k % len(TARGET_COLORS)]
         overlay[m.numpy()] = rgba(c, a_tgt)
@@ -65,8 +66,8 @@ def show_masks(masks_enc,   # context masks: a list of LongTensor (B, K), or of 
         if len(both): ax.scatter(both % W + 0.5, both // W + 0.5, marker='x', c='k', s=12, lw=1, label='overlap')
     ax.hlines(np.arange(H + 1), 0, W, colors='w', lw=0.4); ax.vlines(np.arange(W + 1), 0, H, colors='w', lw=0.4)
     ax.set_xlim(0, W); ax.set_ylim(H, 0); ax.set_xticks([]); ax.set_yticks([])
-    if title: ax.set_title(title, fontsize=9)
-    if legend and handles: ax.legend(handles=handles, fontsize=6, loc='upper left', bbox_to_anchor=(1.0, 1.0), frameon=False)
+    if title: ax.set_title(title)
+    if legend and handles: ax.legend(handles=handles, loc='upper left', bbox_to_anchor=(1.0, 1.0), frameon=False)
     return ax
 
 # %% ../nbs/23_mask_figures.ipynb #4af10fc7
@@ -105,10 +106,10 @@ def show_batch_masks(masks_enc,   # context masks: a list of LongTensor (B, K) a
         if i < n: show_masks(enc, pred, (H, W), img=pick(i), ax=ax, i=i, title=f'image {i}', legend=False)
         else: ax.axis('off')
     if legend:
-        handles = [Patch(color='tab:blue', label=f'context ({sum(m.shape[1] for m in enc)})')] if enc else []
+        handles = [Patch(color=CONTEXT, label=f'context ({sum(m.shape[1] for m in enc)})')] if enc else []
         handles += [Patch(color=TARGET_COLORS[k % len(TARGET_COLORS)], label=f'target {k} ({m.shape[1]})') for k, m in enumerate(pred)]
-        fig.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), 5), fontsize=7, frameon=False)
-    if title: fig.suptitle(title, fontsize=10)
+        fig.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), 4), frameon=False)
+    if title: fig.suptitle(title)
     return fig
 
 # %% ../nbs/23_mask_figures.ipynb #d7f56113
@@ -127,10 +128,10 @@ def show_coverage(collator=None,   # a MaskCollator (its generator advances); no
     fig, axs = plt.subplots(1, 2, figsize=(2 * pw + 1.2, ph + 0.5 + 0.3 * bool(title)), layout='constrained')
     for ax, m, name in zip(axs, (ctx, tgt), ('context', 'targets')):
         im = ax.imshow(np.asarray(m), vmin=0, vmax=1, cmap='viridis')
-        ax.set_title(f'{name}: mean {m.mean():.2f}, never {(m == 0).sum().item()} of {m.numel()}', fontsize=8)
+        ax.set_title(f'{name}: mean {m.mean():.2f}, never {(m == 0).sum().item()} of {m.numel()}')
         ax.set_xticks([]); ax.set_yticks([])
     fig.colorbar(im, ax=axs, shrink=0.9, label='fraction of images')
-    if title: fig.suptitle(title, fontsize=10)
+    if title: fig.suptitle(title)
     return fig
 
 def show_block_sizes(collator,      # a MaskCollator (its generator advances)
@@ -149,17 +150,17 @@ def show_block_sizes(collator,      # a MaskCollator (its generator advances)
     hs, ws, areas, drawn = (torch.cat(v).numpy() for v in (hs, ws, areas, drawn))
     fig, axs = plt.subplots(1, 3, figsize=(10, 2.7 + 0.3 * bool(title)), layout='constrained')
     lo, hi = int(min(hs.min(), ws.min())), int(max(hs.max(), ws.max()))
-    axs[0].hist([hs, ws], bins=np.arange(lo, hi + 2) - 0.5, label=['height', 'width'], color=['tab:orange', 'tab:green'])
-    axs[0].set_xlabel('patches'); axs[0].set_title('target blocks: sides', fontsize=9); axs[0].legend(fontsize=7)
-    axs[1].hist(areas, bins=np.arange(areas.min(), areas.max() + 2) - 0.5, color='tab:red')
+    axs[0].hist([hs, ws], bins=np.arange(lo, hi + 2) - 0.5, label=['height', 'width'], color=[TARGETS[0], TARGETS[2]])
+    axs[0].set_xlabel('patches'); axs[0].set_title('target blocks: sides'); axs[0].legend()
+    axs[1].hist(areas, bins=np.arange(areas.min(), areas.max() + 2) - 0.5, color=TARGETS[1])
     N = collator.grid[0] * collator.grid[1]
     for s in collator.pred_mask_scale: axs[1].axvline(int(N * s), c='k', ls=':', lw=1)
-    axs[1].set_xlabel('patches (dotted: pred_mask_scale x grid)'); axs[1].set_title('target blocks: area', fontsize=9)
-    axs[2].hist(drawn, bins=30, color='tab:blue', alpha=0.7, label='drawn, per image')
+    axs[1].set_xlabel('patches (dotted: pred_mask_scale x grid)'); axs[1].set_title('target blocks: area')
+    axs[2].hist(drawn, bins=30, color=CONTEXT, alpha=0.7, label='drawn, per image')
     for i, k in enumerate(kept): axs[2].axvline(k, c='k', lw=1, alpha=0.5, label='kept, per batch' if i == 0 else None)
-    axs[2].set_xlabel('context patches'); axs[2].set_title(f'context (batch {batch_size})', fontsize=9); axs[2].legend(fontsize=7)
-    for ax in axs: ax.set_ylabel('blocks' if ax is not axs[2] else 'images', fontsize=8)
-    if title: fig.suptitle(title, fontsize=10)
+    axs[2].set_xlabel('context patches'); axs[2].set_title(f'context (batch {batch_size})'); axs[2].legend()
+    for ax in axs: ax.set_ylabel('blocks' if ax is not axs[2] else 'images')
+    if title: fig.suptitle(title)
     return fig
 
 # %% ../nbs/23_mask_figures.ipynb #c9ae396c
@@ -179,17 +180,17 @@ def _explorer_figure(img=None, **settings):
     nb = min(64, max(1, 256 // B))                                                  # 256 images (64 if B < 4)
     cov = mask_coverage(mc, n_batches=nb, batch_size=B)
     idx = lambda m: m.flatten().nonzero()[:, 0]                                      # (H, W) -> (K,)
-    fig, axs = plt.subplots(1, 4, figsize=(10, 2.9), layout='constrained')
+    fig, axs = plt.subplots(1, 4, figsize=(11, 3.3), layout='constrained')
     show_masks([idx(c) for c in ctx[0]], [idx(t) for t in tgt[0]], mc.grid, img=img, ax=axs[0], title='image 0: drawn', legend=False)
     show_masks(masks_enc, masks_pred, mc.grid, img=img, ax=axs[1], title='image 0: kept', legend=False)
     for ax, m, name in zip(axs[2:], cov, ('context', 'targets')):
         im = ax.imshow(m.numpy(), vmin=0, vmax=1, cmap='viridis'); ax.set_xticks([]); ax.set_yticks([])
-        ax.set_title(f'{name}, {nb * B} images', fontsize=9)
+        ax.set_title(f'{name}, {nb * B} images')
     fig.colorbar(im, ax=axs[2:], shrink=0.8)
     text = (f"{mc.grid[0]}x{mc.grid[1]} grid, batch {B}: context {ctx.flatten(2).sum(-1).float().mean():.1f} drawn per image, "
             f"{masks_enc[0].shape[1]} kept; targets {tgt.flatten(2).sum(-1).float().mean():.1f} drawn per block, "
             f"{masks_pred[0].shape[1]} kept")
-    fig.suptitle(text, fontsize=9)
+    fig.suptitle(text.replace('; targets', ';\ntargets'))
     return fig, text
 
 def _in_kernel():
@@ -224,7 +225,7 @@ def _explorer_widget(widgets, img, s):
             data = super()._repr_mimebundle_(**kwargs) or {}
             try:
                 fig, _ = _explorer_figure(img, **{k: w.value for k, w in self.controls.items()})
-                buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=50); plt.close(fig)
+                buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=72); plt.close(fig)
                 data['image/png'] = base64.b64encode(buf.getvalue()).decode()
             except (ValueError, RuntimeError): pass
             return data
