@@ -11,7 +11,7 @@ from ijepa_edu.encoder import VisionTransformer, apply_masks
 from ijepa_edu.predictor import vit_predictor
 from ijepa_edu.masks import MaskCollator
 from ijepa_edu.step import IJEPA, target_features, jepa_loss
-from ijepa_edu.visualise import (unnormalize, pca_project, pca_rgb, show_pca, Predictions, predict_blocks, cosine_maps,
+from ijepa_edu.visualise import (all_targets, unnormalize, pca_project, pca_rgb, show_pca, Predictions, predict_blocks, cosine_maps,
                                  show_similarity_maps, prediction_scores, show_prediction_scores, patch_targets,
                                  nearest_patches, show_nearest_patches)
 
@@ -57,7 +57,7 @@ def test_every_picture_on_a_non_square_grid(model, B):
     assert s['matched'].shape == (2 * B * K,) and s['n_positions'] == 15 and s['n_images'] == B
     assert s['other_image'].isnan().all() == (B == 1)
     assert isinstance(show_prediction_scores({'a': s, 'b': s}, title='t'), Figure)
-    ref = patch_targets(model.target_encoder, x, batch_size=2)
+    ref = patch_targets(model, x, batch_size=2)
     torch.testing.assert_close(ref, p.target)
     assert isinstance(show_nearest_patches(imgs, p, imgs, ref, GRID, k=4, margin=2), Figure)
     if B == 1: assert isinstance(show_nearest_patches(imgs, p, imgs, ref, GRID, queries=[(1, 0, 0)], k=20), Figure)  # k > patches
@@ -73,6 +73,27 @@ def test_predict_blocks_gives_the_training_loss_and_keeps_modes(model):
                         target_features(model.target_encoder, x, masks_pred))
     mine = jepa_loss(p.pred.flatten(0, 1), apply_masks(p.target, list(p.masks_pred)))
     torch.testing.assert_close(mine, ref)
+
+
+def test_targets_follow_the_models_target_layers():
+    "Issue 23, item 1: a model trained on the average of its last 4 blocks is scored against those targets, not the last block's."
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=SIZE, patch_size=PATCH, embed_dim=24, depth=4, num_heads=2)
+    model = IJEPA(enc, vit_predictor(num_patches=15, embed_dim=24, predictor_embed_dim=12, depth=1, num_heads=2, grid=GRID),
+                  target_layers=4).eval()
+    for p in model.target_encoder.parameters(): p.data.add_(0.1 * torch.randn_like(p))   # blocks that differ from the context's
+    x, masks_enc, masks_pred = batch(3, seed=2)
+    p = predict_blocks(model, x, masks_enc, masks_pred)
+    with torch.no_grad():
+        train_targets = model.targets(x, masks_enc, masks_pred)                            # what the training loss regresses
+        last_layer = target_features(model.target_encoder, x, masks_pred)                 # the old, wrong definition
+        loss = model(x, masks_enc, masks_pred)                                            # the training loss itself
+    torch.testing.assert_close(apply_masks(p.target, list(p.masks_pred)), train_targets)
+    assert (train_targets - last_layer).abs().max() > 0.1                                 # the test can tell them apart
+    torch.testing.assert_close(jepa_loss(p.pred.flatten(0, 1), apply_masks(p.target, list(p.masks_pred))), loss)
+    torch.testing.assert_close(patch_targets(model, x, batch_size=2), p.target)           # the reference set too
+    torch.testing.assert_close(all_targets(model, x), p.target)
+    with pytest.raises(TypeError, match='not its target encoder'): patch_targets(model.target_encoder, x)
 
 
 def test_pca_invariants():

@@ -4,20 +4,21 @@ For each checkpoint: the position share of the layer-normed target features (the
 per-position mean explains, lesson 09) on 512 test images, and how often the predictor's output for a target patch is
 closer (cosine) to *its own image's* target at that position than to any other image's target at that position
 (lesson 12's "picks its own image"; chance 1/B with B test images per batch), over 8 batches of 64 test images with
-the run's own mask settings.
+the run's own mask settings. The targets are the run's own (`visualise.all_targets`: the model's `targets`, so a run
+trained on the average of its last K blocks, `target_layers=K`, is scored against those; before issue 23 this script
+used the last block for every run).
 
     python bench/experiments/content_score.py --data PATH runs/curve/rope_e2_s0/latest.pt [more checkpoints ...]
 """
 import argparse, dataclasses, json
 from pathlib import Path
 import torch
-import torch.nn.functional as F
 from ijepa_edu.checkpoint import load_checkpoint
 from ijepa_edu.config import TrainConfig
 from ijepa_edu.build import build_model, make_mask_collator
 from ijepa_edu.data import resolve_data, make_dataset, make_transforms
 from ijepa_edu.diagnostics import position_share
-from ijepa_edu.visualise import predict_blocks, prediction_scores
+from ijepa_edu.visualise import all_targets, predict_blocks, prediction_scores
 
 
 def load_model(path):
@@ -37,7 +38,7 @@ def scores(path, root, batches=8, batch=64):
     ds = make_dataset(root, 'test', cfg.dataset, transform=make_transforms(cfg.img_size, train=False))
     idx = torch.linspace(0, len(ds) - 1, batches * batch).long().tolist()          # evenly spaced over the classes
     x = torch.stack([ds[i][0] for i in idx])                                        # (batches * batch, 3, H, W)
-    h = F.layer_norm(model.target_encoder(x), (model.target_encoder.embed_dim,))    # (n, N, D) the targets
+    h = all_targets(model, x)                                                       # (n, N, D) the training targets
     collator, top1 = make_mask_collator(cfg, truncate='random'), []
     for b in range(batches):
         xb = x[b * batch:(b + 1) * batch]
