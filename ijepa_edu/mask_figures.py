@@ -158,7 +158,7 @@ def show_block_sizes(collator,      # a MaskCollator (its generator advances)
     axs[1].set_xlabel('patches (dotted: pred_mask_scale x grid)'); axs[1].set_title('target blocks: area')
     axs[2].hist(drawn, bins=30, color=CONTEXT, alpha=0.7, label='drawn, per image')
     for i, k in enumerate(kept): axs[2].axvline(k, c='k', lw=1, alpha=0.5, label='kept, per batch' if i == 0 else None)
-    axs[2].set_xlabel('context patches'); axs[2].set_title(f'context (batch {batch_size})'); axs[2].legend()
+    axs[2].set_xlabel('context patches'); axs[2].set_title(f'context (batch {batch_size})'); axs[2].legend(frameon=True, framealpha=0.9)
     for ax in axs: ax.set_ylabel('blocks' if ax is not axs[2] else 'images')
     if title: fig.suptitle(title)
     return fig
