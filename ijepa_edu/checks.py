@@ -4,17 +4,20 @@
 
 # %% auto #0
 __all__ = ['Report', 'graded', 'check_patchify', 'check_block_indices', 'check_sample_block_position',
-           'check_sample_target_block', 'check_equalise', 'check_apply_masks', 'check_repeat_interleave_batch']
+           'check_sample_target_block', 'check_equalise', 'check_apply_masks', 'check_repeat_interleave_batch',
+           'check_make_targets']
 
 # %% ../nbs/24_checks.ipynb #175a2b97
 import io, contextlib, math
 from collections import Counter
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from .patches import patchify
 from .blocks import block_indices, sample_block_position, sample_block_size
 from .encoder import apply_masks
 from .predictor import repeat_interleave_batch
+from .toy import ToyIJEPA, gather as toy_gather, sample_masks as toy_masks
 
 # %% ../nbs/24_checks.ipynb #781db32a
 class Report:
@@ -320,4 +323,44 @@ def check_repeat_interleave_batch(fn): # your `repeat_interleave_batch(x, B, rep
                   ('each row repeated on its own, [r0, r0, r1, r1, ...]: repeat whole groups of B rows',
                    lambda: x.repeat_interleave(rep, dim=0))]
             _compare(r, f'{what} (n={n}, B={B}, repeat={rep})', fn, (x, B, rep), repeat_interleave_batch(x, B, rep), ms)
+    return r.done()
+
+# %% ../nbs/24_checks.ipynb #c0a1e001
+def _normalise_patches(x, dim=-1, unbiased=True): return (x - x.mean(dim, keepdim=True)) / (x.std(dim, keepdim=True, unbiased=unbiased) + 1e-6)
+
+def check_make_targets(fn): # your `make_targets(model, patches, tgt)` for a lesson 00 `ToyIJEPA` -> (B*M, T, D or P)
+    "Grade the toy's targets: layer-normed target-encoder features or per-patch normalised pixels, gathered block by block."
+    r = Report('check_make_targets')
+    with r, torch.random.fork_rng(devices=[]):
+        for targets in ('features', 'pixels'):
+            torch.manual_seed(0)
+            model = ToyIJEPA(targets)
+            with torch.no_grad():
+                for p in [*model.encoder.parameters(), *model.target_encoder.parameters()]:
+                    p.add_(0.1 * torch.randn_like(p))          # the two encoders differ, and the final LayerNorm is not the identity
+            for B, seed in ((3, 1), (1, 2)):
+                patches = torch.randn(B, 64, 48, generator=_rng(seed)) * 0.5 + 0.2       # (B, N, P)
+                _, tgt = toy_masks(B, generator=_rng(seed))                              # (B, M, T)
+                flat, M = rearrange(tgt, 'b m t -> b (m t)'), tgt.shape[1]
+                blocks = lambda y: rearrange(toy_gather(y, flat), 'b (m t) d -> (b m) t d', m=M)   # (B*M, T, d)
+                with torch.no_grad():
+                    feats = model.target_encoder(patches)                                # (B, N, D)
+                    y = F.layer_norm(feats, (64,)) if targets == 'features' else _normalise_patches(patches)
+                    want = model.make_targets(patches, tgt)
+                    ms = [('features from the context encoder (model.encoder): targets come from model.target_encoder',
+                           lambda: blocks(F.layer_norm(model.encoder(patches), (64,)))),
+                          ('features not layer-normalised: apply F.layer_norm over the last dimension', lambda: blocks(feats)),
+                          ('the target encoder saw the target patches only: it sees the whole image, targets are cut from its output',
+                           lambda: rearrange(F.layer_norm(model.target_encoder(patches, flat), (64,)), 'b (m t) d -> (b m) t d', m=M)),
+                          ('pixels not normalised: each patch to mean 0 and standard deviation 1 over its own numbers',
+                           lambda: blocks(patches)),
+                          ('pixels normalised over the patches (dim 1): normalise each patch over its own numbers (dim -1)',
+                           lambda: blocks(_normalise_patches(patches, 1))),
+                          ("the biased standard deviation: the library uses torch's default std (unbiased)",
+                           lambda: blocks(_normalise_patches(patches, unbiased=False))),
+                          ('one sequence per image, (B, M*T, ...): each target block is its own sequence, (B*M, T, ...)',
+                           lambda: toy_gather(y, flat)),
+                          ('blocks ordered (m b), block by block across images: the rows go image by image, (b m)',
+                           lambda: rearrange(toy_gather(y, flat), 'b (m t) d -> (m b) t d', m=M))]
+                _compare(r, f'{targets} targets, {B} image(s), {M} blocks of {tgt.shape[2]}', fn, (model, patches, tgt), want, ms)
     return r.done()
