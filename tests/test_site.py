@@ -24,6 +24,7 @@ def shots_dir(tmp_path, name):
     return Path(os.environ['SCREENSHOTS']) / name if os.environ.get('SCREENSHOTS') else tmp_path / 'shots'
 
 LESSONS = [p for p in build_site.lesson_paths() if p.stem != 'index']
+GUIDE = [p for p in build_site.guide_paths(ROOT / 'docs')] + [ROOT / 'docs' / 'objectives.md'] * (not (ROOT / 'docs' / 'objectives.md').exists())
 
 def default_exp(path):
     for c in nbformat.read(path, as_version=4).cells:
@@ -79,18 +80,31 @@ def toy_project(root):
         new_code_cell('#| echo: false\ndraw_the_figure()', outputs=[new_output('display_data', data={'image/png': PNG, 'text/plain': 'fig'})]),
         new_markdown_cell('### Sub B'),
         new_code_cell('#|output: false\nprint("output hidden")', outputs=[stream('hidden by output: false')]),
-        new_markdown_cell('## Exercises\n\n**Exercise 1.** Predict x.'),
-        new_code_cell('x = 1\nprint(x)', outputs=[stream('1\n')]),
-        new_code_cell('# Solution 1\nassert x == 1\nprint("solution ran")', outputs=[stream('solution ran\n')],
-                      metadata={'tags': ['solution'], 'jupyter': {'source_hidden': True}}),
+        new_markdown_cell('## Exercises\n\n**Exercise 1.** Predict x.\n\n*Solution: [solutions/01_toy.ipynb](solutions/01_toy.ipynb), exercise 1.*'),
+        new_code_cell('x = 1\nprint(x)', outputs=[stream('exercise one output\n')]),
+        new_markdown_cell('**Exercise 2.** Write y.'),
         new_code_cell('explore()', outputs=[new_output('display_data', data={
             'application/vnd.jupyter.widget-view+json': {'model_id': 'abc', 'version_major': 2, 'version_minor': 0},
             'text/plain': 'interactive(children=...)'})]),
     ])
-    other = new_notebook(cells=[new_markdown_cell('# Other\n\n## Sec\n\ntext'), new_code_cell('1 + 1')])
-    index = new_notebook(cells=[new_markdown_cell('# toyproject\n\n## Start\n\n| notebook | what |\n|---|---|\n| `01_toy` | toys |')])
+    other = new_notebook(cells=[new_markdown_cell('# Other\n\n## Objectives\n\n- Add two numbers.\n- Read a sum.\n\n*Time: about 5 minutes.*'),
+                                new_markdown_cell('## Sec\n\ntext'), new_code_cell('1 + 1')])
+    index = new_notebook(cells=[new_markdown_cell('# toyproject\n\n## Start\n\n| notebook | what |\n|---|---|\n| `01_toy` | toys |\n\n'
+                                                  'The [guide](docs/guide.md) and [lesson 01](nbs/01_toy.ipynb).')])
     for name, nb in [('index', index), ('01_toy', lesson), ('02_other', other)]:
         nbformat.write(nb, nbs / f'{name}.ipynb')
+    solutions = new_notebook(cells=[   # the lesson's solutions, outside it (convention 3 of issue 22)
+        new_markdown_cell('# Solutions: lesson 01, Toy lesson\n\nTry each exercise in the lesson first. [Back](../01_toy.ipynb).'),
+        new_code_cell('x = 1'),
+        new_markdown_cell('## Exercise 2\n\nWrite y.'),
+        new_code_cell('# Solution 2\nprint("second solution")', outputs=[stream('second solution\n')], metadata={'tags': ['solution']}),
+        new_markdown_cell('## Exercise 1\n\nPredict x.'),
+        new_code_cell('# Solution 1\nassert x == 1\nprint("solution ran")', outputs=[stream('solution ran\n')],
+                      metadata={'tags': ['solution'], 'jupyter': {'source_hidden': True}}),
+        new_code_cell('print("more of solution 1")', outputs=[stream('more of solution 1 ran\n')], metadata={'tags': ['solution']})])
+    (nbs / 'solutions').mkdir(); nbformat.write(solutions, nbs / 'solutions' / '01_toy.ipynb')
+    docs = root / 'docs'; docs.mkdir()
+    (docs / 'guide.md').write_text('# A guide\n\n## Part\n\nSee [lesson 01](../nbs/01_toy.ipynb#Sec) and [the overview](../README.md).\n')
     return nbs
 
 @pytest.fixture(scope='module')
@@ -101,9 +115,11 @@ def toy_site(tmp_path_factory):
 
 def test_builder_applies_nbdev_directives_and_folds_solutions(toy_site):
     site, manifest = toy_site
-    assert [p['href'] for p in manifest['pages']] == ['index.html', '01_toy.html', '02_other.html']
+    assert [p['href'] for p in manifest['pages'] if p['nav']] == ['index.html', '01_toy.html', '02_other.html', 'guide.html', 'objectives.html']
+    assert [p['href'] for p in manifest['pages'] if not p['nav']] == ['solutions_01_toy.html']   # a page, not in the sidebar
     page = next(p for p in manifest['pages'] if p['stem'] == '01_toy')
-    assert (page['images'], page['solutions'], page['widgets'], page['math']) == (1, 1, 1, True)
+    assert (page['images'], page['solutions'], page['widgets'], page['math']) == (1, 3, 1, True)
+    assert (page['exercises'], page['unplaced_solutions'], page['solutions_page']) == ([1, 2], [], 'solutions_01_toy.html')
     html = (site / '01_toy.html').read_text()
     assert 'hidden_cell_source' not in html and 'hidden cell output' not in html       # #| hide: cell left out
     assert 'exported_fn' in html and '#|' not in html and 'default_exp' not in html    # directives stripped
@@ -112,12 +128,27 @@ def test_builder_applies_nbdev_directives_and_folds_solutions(toy_site):
     assert 'show_doc(' not in html and '>exported_fn (x)' in html and '{target=' not in html   # show_doc: output only
     det = re.search(r'<details class="solution"[^>]*><summary>Solution 1</summary>(.*?)</details>', html, re.S)
     assert det and 'solution ran' in det.group(1) and 'print(x)' not in det.group(1)  # folded, closed, only the solution
+    # each solution under its own exercise, after the exercise's code cells (exercise 2's is the widget) and before the next exercise
+    main = html[html.index('<main'):]
+    order = [main.index(t) for t in ('Exercise 1.', 'exercise one output', 'solution ran', 'more of solution 1 ran', 'Exercise 2.',
+                                      'site-widget-note', 'second solution')]
+    assert order == sorted(order), order
+    assert 'href="solutions_01_toy.html"' in html                                      # the lesson's link, to the page
+    sol = (site / 'solutions_01_toy.html').read_text()
+    assert 'href="01_toy.html"' in sol and 'solution ran' in sol                       # its link back to the lesson
+    assert re.findall(r'<a (?=[^>]*aria-current="page")[^>]*href="([^"]+)"', sol) == ['01_toy.html']
+    guide = (site / 'guide.html').read_text()
+    assert 'href="01_toy.html#Sec"' in guide and 'href="index.html"' in guide           # docs/*.md links -> pages
+    idx = (site / 'index.html').read_text()
+    assert 'href="guide.html"' in idx and 'href="01_toy.html"' in idx                   # README links -> pages
     assert 'site-widget-note' in html and 'interactive(children' not in html
     assert 'href="02_other.html#Sec"' in html                                          # .ipynb links -> .html
     toc = re.search(r'<nav[^>]*class="page-toc".*?</nav>', html, re.S).group(0)
     assert re.findall(r'href="#([^"]+)"', toc) == [h['id'] for h in page['headings']] == ['Section-A', 'Sub-B', 'Exercises']
     nav = re.search(r'<nav[^>]*class="site-nav".*?</nav>', html, re.S).group(0)
-    assert re.findall(r'href="([^"]+)"', nav)[1:] == ['index.html', '01_toy.html', '02_other.html']
+    assert re.findall(r'href="([^"]+)"', nav)[1:] == ['index.html', '01_toy.html', '02_other.html', 'guide.html', 'objectives.html']
+    obj = (site / 'objectives.html').read_text()   # generated from each lesson's `## Objectives` cell
+    assert 'Add two numbers.' in obj and 'about 5 minutes' in obj and 'no <code>## Objectives</code> cell yet' in obj
     assert re.findall(r'<a (?=[^>]*aria-current="page")[^>]*href="([^"]+)"', nav) == ['01_toy.html']
     assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', html), 'a CDN script or stylesheet is loaded'
     if build_site.mathjax_file():
@@ -142,19 +173,35 @@ def test_checker_catches_requests_that_leave_the_machine(toy_site, tmp_path):
     assert left == ['https://example.invalid/tracker.png']
     assert any('leave localhost' in x for x in problems) and any('02_other.html: 1 images did not load' in x for x in problems)
     assert not [x for x in problems if x.startswith(('index.html', '01_toy.html'))], problems   # the clean pages pass
-    assert facts['01_toy.html']['details'] == 1 and facts['01_toy.html']['details_open'] == 0
+    assert facts['01_toy.html']['details'] == 3 and facts['01_toy.html']['details_open'] == 0
+
+def test_checker_catches_a_lesson_without_its_solutions(toy_site, tmp_path):
+    "A lesson whose solutions notebook exists but whose page folds none of them, or links to a page that is not there, is reported."
+    need_chromium()
+    site = tmp_path / 'site'; shutil.copytree(toy_site[0], site)
+    p = site / '01_toy.html'
+    p.write_text(re.sub(r'<details class="solution".*?</details>', '', p.read_text(), flags=re.S))
+    (site / 'solutions_01_toy.html').unlink()
+    problems, facts, left = check_site.check_site(site, quiet=True)
+    assert any('01_toy.html: exercises, but no folded solution' in x for x in problems), problems
+    assert any("01_toy.html: links to files the site does not have: ['solutions_01_toy.html']" in x for x in problems), problems
 
 def test_every_page_of_the_site_in_chromium(tmp_path):
     "Build the real site and open every page offline: sidebar, table of contents, figures, formulas, folded solutions."
     need_chromium()
     manifest = build_site.build(tmp_path / 'site', quiet=True)
-    assert len(manifest['pages']) == len(LESSONS) + 1
+    nav = [p for p in manifest['pages'] if p['nav']]
+    assert len(nav) == len(LESSONS) + 1 + len(GUIDE), [p['href'] for p in nav]
+    assert {p['href'] for p in nav} >= {'syllabus.html', 'objectives.html', 'results.html'}
+    for p in manifest['pages']:   # every lesson whose exercises have a solutions notebook shows them folded
+        if (ROOT / 'nbs' / 'solutions' / f"{p['stem']}.ipynb").exists():
+            assert p['solutions_page'] == f"solutions_{p['stem']}.html" and p['solutions'] > 0 and not p['unplaced_solutions'], p['stem']
     assert sum(p['images'] for p in manifest['pages']) >= len(LESSONS)      # the lessons have saved figures
     problems, facts, left = check_site.check_site(tmp_path / 'site', shots=shots_dir(tmp_path, 'site'), quiet=True)
     assert problems == [] and left == []
     for p in manifest['pages']:
         f = facts[p['href']]
-        assert len(f['toc']) == len(p['headings']) > 0 and len(f['nav']) == len(manifest['pages'])
+        assert len(f['toc']) == len(p['headings']) > 0 and len(f['nav']) == len(nav)
         assert f['images'] >= p['images'] and (f['images'] > 0 or p['images'] == 0)
     if any(p['math'] for p in manifest['pages']): assert sum(f['math'] for f in facts.values()) > 0
     if any(p['solutions'] for p in manifest['pages']):

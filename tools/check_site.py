@@ -4,9 +4,11 @@
     python tools/build_site.py && python tools/check_site.py     # screenshots in _screenshots/site/
 
 The site is served from a local http server on 127.0.0.1 (a random free port). Every request that would leave the
-machine is blocked and reported. For each page it checks: the sidebar lists every page and marks this one; the table of
-contents has the page's headings and each link has its target; every figure the notebook saved is an <img> that loaded;
-formulas were typeset by the local MathJax; each solution is folded (a closed <details>) and opens on a click; no
+machine is blocked and reported. For each page it checks: the sidebar lists every page and marks this one (a solutions
+page, which is not in the sidebar, marks its lesson); the table of contents has the page's headings and each link has
+its target; every figure the notebook saved is an <img> that loaded; formulas were typeset by the local MathJax; each
+solution is folded (a closed <details>) and opens on a click; a lesson whose exercises have a solutions notebook shows
+them folded under the exercises, and links to that notebook's page; every relative link leads to a file of the site; no
 JavaScript error. Exit status 1 and a list of problems if anything is wrong.
 
 Browser: Debian's Chromium (`apt-get install -y chromium`, /usr/bin/chromium; `CHROMIUM` overrides the path), driven by
@@ -82,6 +84,8 @@ PAGE_FACTS = r"""() => {
                                                    return /\$[^$\s][^$]*\$/.test(k.textContent); }).length,
     code_cells: q('.jp-CodeCell').length,
     directives_shown: q('.jp-InputArea-editor').filter(e => /^\s*#\s*\|/m.test(e.innerText)).length,
+    links: q('main a[href]').map(a => a.getAttribute('href')).filter(h => !/^([a-z][a-z0-9+.-]*:|#)/i.test(h)),
+    solution_links: q('main .jp-MarkdownCell a[href^="solutions_"]').length,
   };
 }"""
 
@@ -99,13 +103,13 @@ def check_page(page, base, entry, pages, shots=None):
     page.on('response', lambda r: errors.append(f'HTTP {r.status} {r.url}') if r.status >= 400 else None)
     resp = page.goto(f'{base}/{entry["href"]}', wait_until='load')
     if resp is None or resp.status != 200:   # nothing to look at: no facts, one problem
-        return [f'{entry["href"]}: HTTP {resp and resp.status}'], dict(images=0, toc=[], math=0, details=0)
+        return [f'{entry["href"]}: HTTP {resp and resp.status}'], dict(images=0, toc=[], math=0, details=0, links=[])
     wait_for_mathjax(page)
     f = page.evaluate(PAGE_FACTS)
     name = entry['href']
-    want_nav = [p['href'] for p in pages]
+    want_nav = [p['href'] for p in pages if p.get('nav', True)]
     if f['nav'] != want_nav: problems.append(f'{name}: sidebar {f["nav"]} != {want_nav}')
-    if f['current'] != [name]: problems.append(f'{name}: sidebar marks {f["current"]} as current')
+    if f['current'] != [entry.get('current', name)]: problems.append(f'{name}: sidebar marks {f["current"]} as current')
     want_toc = [h['id'] for h in entry['headings']]
     if not want_toc: problems.append(f'{name}: no h2/h3 headings, so no table of contents')
     if f['toc'] != want_toc: problems.append(f'{name}: table of contents {f["toc"]} != headings {want_toc}')
@@ -119,6 +123,10 @@ def check_page(page, base, entry, pages, shots=None):
     if f['math_errors']: problems.append(f'{name}: {f["math_errors"]} MathJax errors')
     if f['details'] != entry['solutions']: problems.append(f'{name}: {f["details"]} folded solutions for {entry["solutions"]}')
     if f['details_open']: problems.append(f'{name}: {f["details_open"]} solutions are open on load')
+    if entry.get('solutions_page'):   # a lesson with a solutions notebook: its answers folded here, and a link to them
+        if entry.get('exercises') and not f['details']: problems.append(f'{name}: exercises, but no folded solution under them')
+        if not f['solution_links']: problems.append(f'{name}: no link to {entry["solutions_page"]}')
+    if entry.get('unplaced_solutions'): problems.append(f'{name}: solutions {entry["unplaced_solutions"]} match no **Exercise N.**')
     if f['directives_shown']: problems.append(f'{name}: {f["directives_shown"]} code cells still show nbdev directives')
     if errors: problems.append(f'{name}: JavaScript errors {errors[:3]}')
     if shots is not None:
@@ -154,6 +162,8 @@ def check_site(site=ROOT / '_site', shots=None, quiet=False):
             p = ctx.new_page()
             probs, f = check_page(p, base, entry, pages, shots)
             p.close()
+            missing = sorted({h for h in f['links'] if not (site / h.split('#')[0].split('?')[0]).is_file()})
+            if missing: probs.append(f'{entry["href"]}: links to files the site does not have: {missing[:5]}')
             problems += probs; facts[entry['href']] = f
             if not quiet: print(f'{entry["href"]:26s} {time.time() - t0:4.1f} s  {f["images"]:3d} img  {len(f["toc"]):3d} toc  '
                                 f'{f["math"]:4d} math  {f["details"]} solutions  {"OK" if not probs else "; ".join(probs)}')
