@@ -7,7 +7,7 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'SPLITS', 'MAX_BAD_IN_A_ROW', 'make_
            'unpack_archive', 'resolve_data', 'make_dataset', 'ResumableSampler', 'SeededSamples', 'MaskedBatchCollate']
 
 # %% ../nbs/14_data.ipynb #037ea645
-import os, hashlib, tarfile, shutil, tempfile, warnings
+import os, gzip, zlib, hashlib, tarfile, shutil, tempfile, warnings
 import multiprocessing as mp
 from pathlib import Path
 import torch
@@ -75,10 +75,15 @@ def unpack_archive(archive,         # a .tar.gz, .tgz or .tar file
         tmp = Path(tempfile.mkdtemp(prefix=dest.name + '.tmp', dir=dest.parent)); tmp.chmod(0o755)
         try:
             try:
-                with tarfile.open(archive) as tf: tf.extractall(tmp, **_SAFE)
-            except tarfile.ReadError as e:
-                raise ValueError(f"{archive} is not a readable tar archive ({e}): pass a .tar.gz, .tgz or .tar of an "
-                                 f"ImageFolder tree, or the unpacked folder itself.") from None
+                try: tf = tarfile.open(archive)
+                except tarfile.ReadError as e:
+                    raise ValueError(f"{archive} is not a readable tar archive ({e}): pass a .tar.gz, .tgz or .tar of an "
+                                     f"ImageFolder tree, or the unpacked folder itself.") from None
+                with tf: tf.extractall(tmp, **_SAFE)
+            except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.ReadError) as e:   # cut short, or bytes changed
+                raise ValueError(f"The archive {archive} is damaged ({e}): it ends early or is corrupt, as after an "
+                                 f"interrupted download or copy. Copy or download it again; nothing of it was kept in "
+                                 f"the cache.") from None
             try: os.replace(tmp, dest)                               # atomic: dest is absent or complete
             except OSError:
                 if not dest.is_dir(): raise                          # another process renamed its copy first

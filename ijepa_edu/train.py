@@ -22,7 +22,7 @@ from .config import TrainConfig, get_config, parse_overrides
 from .schedules import lr_at, wd_at, param_groups, set_lr_wd, schedule_lengths
 from .data import resolve_data, make_dataset, make_transforms, SeededSamples, ResumableSampler, MaskedBatchCollate
 from .memdata import load_images, MemoryLoader
-from .checkpoint import atomic_save, checkpoint_state, restore
+from .checkpoint import atomic_save, checkpoint_state, restore, rng_state, run_folder
 from .diagnostics import collapse_report
 from .evaluate import KnnMonitor, evaluate_run, format_results
 
@@ -48,7 +48,8 @@ def make_loader(cfg, micro, rank=0, world=1, pin_memory=False, device='cpu'):
     sampler = ResumableSampler(len(ds), batch_size=micro, seed=cfg.seed, rank=rank, world_size=world)
     loader = DataLoader(SeededSamples(ds), batch_size=micro, sampler=sampler,
                         collate_fn=MaskedBatchCollate(make_mask_collator(cfg)), num_workers=cfg.num_workers,
-                        pin_memory=pin_memory, persistent_workers=cfg.num_workers > 0)
+                        pin_memory=pin_memory, persistent_workers=cfg.num_workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))   # not torch's global one: see `_rngs`
     return loader, sampler, root
 
 def run_length(cfg, batches_per_epoch):
@@ -262,6 +263,13 @@ def _wrap(model, cfg, world, device):
         for m in (model.encoder, model.predictor, model.target_encoder): m.compile()
     return net
 
+def _rngs(world):
+    """Every rank's random generators (dropout, drop path and StoP draw on torch's global ones): saved, a resume gives
+    each rank its own back. The data draw nothing from them (seeded per sample; the DataLoader has its own generator)."""
+    if world == 1: return [rng_state()]
+    states = [None] * world; dist.all_gather_object(states, rng_state())
+    return states
+
 def _autocast(cfg, device):
     "(autocast context, gradient scaler): bf16 as the official runs, fp16 with loss scaling where the GPU has no bf16, fp32 on the CPU."
     dtype = pick_precision(cfg.precision, device)
@@ -292,100 +300,102 @@ def _finish(cfg, summary, model, root, device, out):
     return summary
 
 # %% ../nbs/18_train.ipynb #020a3e10
-def train(cfg: TrainConfig, resume=False, force=False, quiet=False):
+def train(cfg: TrainConfig, resume=False, force=False, overwrite=False, quiet=False):
     "Pretrain I-JEPA as `cfg` says; returns a summary dict (what ran, how long, where the results are)."
     if cfg.on_nan not in ('stop', 'skip'): raise ValueError(f"on_nan={cfg.on_nan!r}: choose 'stop' or 'skip'.")
     rank, world, device = init_distributed(cfg.device)
     main = rank == 0
-    out = Path(cfg.out or f'runs/{cfg.preset or "run"}'); out.mkdir(parents=True, exist_ok=True)
-    latest, micro = out / 'latest.pt', micro_batch(cfg, world)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
-    opt = torch.optim.AdamW(param_groups(model.encoder, model.predictor), lr=cfg.start_lr, weight_decay=cfg.weight_decay,
-                            **({'fused': True} if device.type == 'cuda' else {}))
-    loader, sampler, root = make_loader(cfg, micro, rank, world, pin_memory=device.type == 'cuda', device=device)
-    ipe, total, warmup, stop = run_length(cfg, sampler.batches_per_epoch)
-    amp, scaler = _autocast(cfg, device)
-    s = LoopState(*restore(latest, model, opt, cfg, force, scaler)) if resume else LoopState()
-    s.saved_step, s.loss_sum = (s.step if resume else None), torch.zeros((), device=device)
-    sync_free = _sync_free(device)
-    if sync_free: s.ok_row, s.bad_row = torch.zeros((), device=device), torch.zeros((), device=device)
-    log = RunLog(out / 'log.csv', resume_step=s.step if resume else None) if main else None
-    net, t0 = _wrap(model, cfg, world, device), time.time()
-    def save(path):                                       # rank 0 writes; every rank knows which step latest.pt holds
-        _settle(s, cfg, latest, main)                     # sync-free runs: a non-finite stretch is never saved
-        if main: atomic_save(checkpoint_state(model, opt, cfg, step=s.step, epoch=s.epoch, pos=s.pos, loss=s.last_loss,
-                                              world=world, scaler=scaler), path)
-        if path == latest: s.saved_step = s.step
-    bar = _progress_bar(cfg, stop, s.step) if main and not quiet else None
-    watch, step_loss = CollapseWatch(), torch.zeros((), device=device)
-    monitor = KnnMonitor(cfg, root, device, every=max(1, round(cfg.knn_every * ipe))) if main and cfg.knn_every else None
-    if monitor and s.step == 0: log.write(step=0, epoch=0, knn_top1=f'{monitor(model.target_encoder):.2f}')   # the start
-    stopper = StopAtStepEnd().install()
-    try:
-        while s.step < stop:
-            sampler.set_epoch(s.epoch, start_batch=s.pos)
-            micro_i = 0
-            for batch, masks_enc, masks_pred in loader:
-                imgs, masks_enc, masks_pred = _to(device, batch, masks_enc, masks_pred)
-                if micro_i == 0: lr, wd = _set_schedules(opt, cfg, s.step + 1, warmup, total)   # before the update
-                micro_i += 1
-                last_micro = micro_i == cfg.accum_steps
-                with (contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()):   # DDP syncs on the last
-                    with amp: loss = net(imgs, masks_enc, masks_pred) / cfg.accum_steps
-                    scaler.scale(loss).backward()                       # scale 1 (a no-op) unless fp16
-                step_loss += loss.detach()
-                if not last_micro: continue
-                m = ema_momentum(s.step, total, *cfg.ema)
-                if sync_free:                                                   # no sync: skip on the device, count
-                    ok = torch.isfinite(step_loss).float()
-                    if world > 1: dist.all_reduce(ok, op=dist.ReduceOp.MIN)    # every rank counts alike
-                    ok = ok.bool()
-                    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
-                    model.ema_step(m)
-                    s.loss_sum += torch.where(ok, step_loss, 0.); s.ok_row += ok; s.bad_row += ~ok
-                    if s.first_bad is None: s.first_bad = s.step + 1
-                elif _is_finite(step_loss, world):
-                    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)   # fp16: skips overflowed steps
-                    model.ema_step(m)
-                    s.loss_sum += step_loss; s.n_sum += 1
-                else: _skip_or_halt(s, opt, step_loss, cfg, latest, main)   # or TrainingHalted, before any update
-                step_loss.zero_()
-                s.step, s.pos, micro_i = s.step + 1, s.pos + cfg.accum_steps, 0
-                s.seen += micro * cfg.accum_steps * world
-                collapsed = False
-                if s.step % cfg.log_every == 0 or s.step == stop:             # the loss is read once per log_every steps
-                    _settle(s, cfg, latest, main)                                # sync-free runs: read the counts
-                    row = _log_row(s, lr, wd, m, world, t0, loader.dataset.bad.value)
-                    if cfg.diag_every and s.step % cfg.diag_every == 0:
-                        diag, collapsed = _diagnose(model, imgs, amp, watch, cfg, s.step, world, main, device)
-                        row.update({k: f'{v:.4f}' for k, v in diag.items()})
-                    if main:
-                        log.write(**row)
-                        if bar: bar.set_postfix(loss=f'{s.last_loss:.4f}', lr=f'{lr:.2e}', m=f'{m:.4f}', ips=row['img_per_s'], refresh=False)
-                if monitor and s.step % monitor.every == 0:
-                    log.write(step=s.step, epoch=s.epoch, knn_top1=f'{monitor(model.target_encoder):.2f}')
-                if bar: bar.update(1)
-                if cfg.ckpt_every and s.step % cfg.ckpt_every == 0: save(latest)
-                if cfg.stop_on_collapse and collapsed:                   # the weights are valid: keep them for inspection
-                    save(latest); raise TrainingHalted(_collapse_message(s.step, diag, watch.first or diag, latest))
-                if _stop_requested(stopper, world, s.step, cfg.log_every, device): save(latest); raise KeyboardInterrupt
-                if s.step >= stop or s.pos >= ipe * cfg.accum_steps: break
-            if s.pos >= ipe * cfg.accum_steps:                              # epoch finished
-                s.epoch, s.pos = s.epoch + 1, 0
-                save(latest)
-                if cfg.save_every_epochs and s.epoch % cfg.save_every_epochs == 0: save(out / f'ep{s.epoch}.pt')
-    except KeyboardInterrupt:
-        if stopper.requested and main: print(f"Stopped after step {s.step}: saved {latest}. Continue with --resume.", file=sys.stderr)
-        raise
-    finally:
-        stopper.uninstall()
-        if bar: bar.close()
-    save(latest)
-    if world > 1:                              # leave the group together: a rank that exits while its peers still
-        dist.barrier(); dist.destroy_process_group()   # hold connections can abort; evaluation below is rank 0's
-    summary = _summary(cfg, model, s, sampler, loader, device, world, total, ipe, time.time() - t0, out)
-    return _finish(cfg, summary, model, root, device, out) if main else summary
+    out = Path(cfg.out or f'runs/{cfg.preset or "run"}')
+    with run_folder(out, resume, overwrite, lock=main):      # one run per folder, locked while it runs
+        latest, micro = out / 'latest.pt', micro_batch(cfg, world)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg).to(device)
+        opt = torch.optim.AdamW(param_groups(model.encoder, model.predictor), lr=cfg.start_lr, weight_decay=cfg.weight_decay,
+                                **({'fused': True} if device.type == 'cuda' else {}))
+        loader, sampler, root = make_loader(cfg, micro, rank, world, pin_memory=device.type == 'cuda', device=device)
+        ipe, total, warmup, stop = run_length(cfg, sampler.batches_per_epoch)
+        amp, scaler = _autocast(cfg, device)
+        s = LoopState(*restore(latest, model, opt, cfg, force, scaler, rank)) if resume else LoopState()
+        s.saved_step, s.loss_sum = (s.step if resume else None), torch.zeros((), device=device)
+        sync_free = _sync_free(device)
+        if sync_free: s.ok_row, s.bad_row = torch.zeros((), device=device), torch.zeros((), device=device)
+        log = RunLog(out / 'log.csv', resume_step=s.step if resume else None) if main else None
+        net, t0 = _wrap(model, cfg, world, device), time.time()
+        def save(path):                                       # rank 0 writes; every rank knows which step latest.pt holds
+            _settle(s, cfg, latest, main)                     # sync-free runs: a non-finite stretch is never saved
+            rngs = _rngs(world)                                # every rank's generators, for an exact resume
+            if main: atomic_save(checkpoint_state(model, opt, cfg, step=s.step, epoch=s.epoch, pos=s.pos, loss=s.last_loss,
+                                                  world=world, scaler=scaler, rngs=rngs), path)
+            if path == latest: s.saved_step = s.step
+        bar = _progress_bar(cfg, stop, s.step) if main and not quiet else None
+        watch, step_loss = CollapseWatch(), torch.zeros((), device=device)
+        monitor = KnnMonitor(cfg, root, device, every=max(1, round(cfg.knn_every * ipe))) if main and cfg.knn_every else None
+        if monitor and s.step == 0: log.write(step=0, epoch=0, knn_top1=f'{monitor(model.target_encoder):.2f}')   # the start
+        stopper = StopAtStepEnd().install()
+        try:
+            while s.step < stop:
+                sampler.set_epoch(s.epoch, start_batch=s.pos)
+                micro_i = 0
+                for batch, masks_enc, masks_pred in loader:
+                    imgs, masks_enc, masks_pred = _to(device, batch, masks_enc, masks_pred)
+                    if micro_i == 0: lr, wd = _set_schedules(opt, cfg, s.step + 1, warmup, total)   # before the update
+                    micro_i += 1
+                    last_micro = micro_i == cfg.accum_steps
+                    with (contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()):   # DDP syncs on the last
+                        with amp: loss = net(imgs, masks_enc, masks_pred) / cfg.accum_steps
+                        scaler.scale(loss).backward()                       # scale 1 (a no-op) unless fp16
+                    step_loss += loss.detach()
+                    if not last_micro: continue
+                    m = ema_momentum(s.step, total, *cfg.ema)
+                    if sync_free:                                                   # no sync: skip on the device, count
+                        ok = torch.isfinite(step_loss).float()
+                        if world > 1: dist.all_reduce(ok, op=dist.ReduceOp.MIN)    # every rank counts alike
+                        ok = ok.bool()
+                        scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+                        model.ema_step(m)
+                        s.loss_sum += torch.where(ok, step_loss, 0.); s.ok_row += ok; s.bad_row += ~ok
+                        if s.first_bad is None: s.first_bad = s.step + 1
+                    elif _is_finite(step_loss, world):
+                        scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)   # fp16: skips overflowed steps
+                        model.ema_step(m)
+                        s.loss_sum += step_loss; s.n_sum += 1
+                    else: _skip_or_halt(s, opt, step_loss, cfg, latest, main)   # or TrainingHalted, before any update
+                    step_loss.zero_()
+                    s.step, s.pos, micro_i = s.step + 1, s.pos + cfg.accum_steps, 0
+                    s.seen += micro * cfg.accum_steps * world
+                    collapsed = False
+                    if s.step % cfg.log_every == 0 or s.step == stop:             # the loss is read once per log_every steps
+                        _settle(s, cfg, latest, main)                                # sync-free runs: read the counts
+                        row = _log_row(s, lr, wd, m, world, t0, loader.dataset.bad.value)
+                        if cfg.diag_every and s.step % cfg.diag_every == 0:
+                            diag, collapsed = _diagnose(model, imgs, amp, watch, cfg, s.step, world, main, device)
+                            row.update({k: f'{v:.4f}' for k, v in diag.items()})
+                        if main:
+                            log.write(**row)
+                            if bar: bar.set_postfix(loss=f'{s.last_loss:.4f}', lr=f'{lr:.2e}', m=f'{m:.4f}', ips=row['img_per_s'], refresh=False)
+                    if monitor and s.step % monitor.every == 0:
+                        log.write(step=s.step, epoch=s.epoch, knn_top1=f'{monitor(model.target_encoder):.2f}')
+                    if bar: bar.update(1)
+                    if cfg.ckpt_every and s.step % cfg.ckpt_every == 0: save(latest)
+                    if cfg.stop_on_collapse and collapsed:                   # the weights are valid: keep them for inspection
+                        save(latest); raise TrainingHalted(_collapse_message(s.step, diag, watch.first or diag, latest))
+                    if _stop_requested(stopper, world, s.step, cfg.log_every, device): save(latest); raise KeyboardInterrupt
+                    if s.step >= stop or s.pos >= ipe * cfg.accum_steps: break
+                if s.pos >= ipe * cfg.accum_steps:                              # epoch finished
+                    s.epoch, s.pos = s.epoch + 1, 0
+                    save(latest)
+                    if cfg.save_every_epochs and s.epoch % cfg.save_every_epochs == 0: save(out / f'ep{s.epoch}.pt')
+        except KeyboardInterrupt:
+            if stopper.requested and main: print(f"Stopped after step {s.step}: saved {latest}. Continue with --resume.", file=sys.stderr)
+            raise
+        finally:
+            stopper.uninstall()
+            if bar: bar.close()
+        save(latest)
+        if world > 1:                              # leave the group together: a rank that exits while its peers still
+            dist.barrier(); dist.destroy_process_group()   # hold connections can abort; evaluation below is rank 0's
+        summary = _summary(cfg, model, s, sampler, loader, device, world, total, ipe, time.time() - t0, out)
+        return _finish(cfg, summary, model, root, device, out) if main else summary
 
 # %% ../nbs/18_train.ipynb #d2b21377
 def _describe(cfg, s):
@@ -403,6 +413,7 @@ def main(overrides: Param("config overrides as key=value, e.g. lr=5e-4 epochs=2"
          device: str = None,             # auto, cpu, cuda, cuda:1, mps
          resume: store_true = False,     # continue the run in --out from its latest.pt
          force: store_true = False,      # resume even if the checkpoint's preset differs
+         overwrite: store_true = False,  # start afresh in a folder that holds a run (its checkpoints are deleted)
          max_steps: int = None):         # stop after this many optimisation steps (smoke runs)
     "Pretrain I-JEPA, then evaluate it: `ijepa_train --preset cifar10_tiny --data PATH [key=value ...]`."
     from ijepa_edu.checkpoint import CheckpointError
@@ -411,7 +422,7 @@ def main(overrides: Param("config overrides as key=value, e.g. lr=5e-4 epochs=2"
         for k, v in dict(data=data, out=out, device=device, max_steps=max_steps).items():
             if v is not None: ov[k] = str(v)
         cfg = get_config(preset, **ov)
-        s = train(cfg, resume=resume, force=force)
+        s = train(cfg, resume=resume, force=force, overwrite=overwrite)
     except (CheckpointError, TrainingHalted, ValueError, OSError) as e: sys.exit(f"ijepa_train: {e}")   # one line, no traceback
     if int(os.environ.get('RANK', 0)) != 0: return
     print('\n' + _describe(cfg, s))

@@ -1,5 +1,5 @@
 "Tests of checkpoints (nbs/11_checkpoint.ipynb): atomic writes under crashes and kills, safe loading, errors, DDP keys."
-import errno, io, os, signal, subprocess, sys, textwrap, time
+import errno, io, os, shutil, signal, subprocess, sys, textwrap, time
 from unittest import mock
 import pytest
 import torch
@@ -65,6 +65,36 @@ def test_disk_full_and_permission_errors(tmp_path):
     with mock.patch.object(torch, 'save', partial_save(0.0, denied)):
         with pytest.raises(PermissionError, match='writable'): atomic_save(payload(2), p)
     assert p.read_bytes() == old and len(list(tmp_path.iterdir())) == 1
+
+
+def test_full_disk_as_torch_save_reports_it(tmp_path):
+    """On a full disk torch.save's zip writer raises RuntimeError('... unexpected pos N vs M'), not OSError: it becomes one
+    OSError(ENOSPC) saying the disk is full, where, how much the checkpoint needs and how much is free; the old file stays.
+    The same message with room to spare on the disk would be wrong: then the RuntimeError passes unchanged."""
+    p = atomic_save(payload(1), tmp_path / 'latest.pt')
+    old = p.read_bytes()
+    short = RuntimeError('[enforce fail at inline_container.cc:626] . unexpected pos 9499968 vs 9499856')
+    real = shutil.disk_usage
+    full = lambda path: real(tmp_path)._replace(free=3_000_000)
+    with mock.patch.object(torch, 'save', partial_save(0.5, short)), mock.patch('shutil.disk_usage', full):
+        with pytest.raises(OSError) as ei: atomic_save(payload(2, n=2_000_000), p)    # 8 MB of float32
+    assert ei.value.errno == errno.ENOSPC and isinstance(ei.value.__cause__, RuntimeError)
+    assert str(ei.value) == (f"[Errno 28] The disk is full: checkpoint {p} needs about 8.0 MB and {tmp_path} has 3.0 MB "
+                             f"free. The previous checkpoint is intact: free some disk space or choose another --out, then "
+                             f"continue with --resume.")
+    with mock.patch.object(torch, 'save', partial_save(0.5, short)):          # this disk has room: another cause
+        with pytest.raises(RuntimeError, match='unexpected pos'): atomic_save(payload(2), p)
+    assert p.read_bytes() == old and [q.name for q in tmp_path.iterdir()] == ['latest.pt']
+
+
+def test_rng_state_round_trip_per_rank():
+    "Each rank takes its own generators back; a checkpoint of one process (or an older one) gives its state to rank 0."
+    from ijepa_edu.checkpoint import rng_state, set_rng_state
+    torch.manual_seed(1); r1 = rng_state(); a = torch.rand(3)
+    torch.manual_seed(2); r2 = rng_state(); b = torch.rand(3)
+    for rank, want in ((0, a), (1, b)):
+        torch.manual_seed(9); set_rng_state({**r1, 'ranks': [r1, r2]}, rank); assert torch.equal(torch.rand(3), want)
+    set_rng_state({'torch': r1['torch'], 'cuda': []}); assert torch.equal(torch.rand(3), a)   # the layout before 2026-12
 
 
 def test_keyboard_interrupt_cleans_up_and_propagates(tmp_path):

@@ -158,6 +158,19 @@ def test_interrupted_unpack_leaves_nothing(tmp_path, archive, monkeypatch):
     assert len(make_dataset(resolve_data(archive, cache))) == 12
 
 
+@pytest.mark.parametrize('name', ['toy.tar.gz', 'toy.tar'])
+def test_truncated_archive_is_named_and_leaves_nothing(tmp_path, tree, name):
+    """An archive cut short (an interrupted download or copy) must end in one message that says it is damaged and names
+    it, with nothing half-unpacked left in the cache; without the check the user gets an EOFError traceback."""
+    whole = write_archive(tmp_path / name, tree).read_bytes()
+    for cut in (100, len(whole) // 2):
+        bad = tmp_path / f'cut{cut}_{name}'; bad.write_bytes(whole[:cut] if name.endswith('gz') else whole[:cut + 2048])
+        with pytest.raises(ValueError, match=rf"The archive {bad} is damaged \(.*\): it ends early or is corrupt.*"
+                                             r"nothing of it was kept in the cache"):
+            resolve_data(bad, tmp_path / 'cache')
+    assert {p.suffix for p in (tmp_path / 'cache').iterdir()} == {'.lock'}   # no destination, no temporary folder
+
+
 def test_environment_variables(tmp_path, archive, monkeypatch):
     monkeypatch.setenv('IJEPA_DATA', str(archive))
     monkeypatch.setenv('IJEPA_CACHE', str(tmp_path / 'envcache'))

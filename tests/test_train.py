@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def test_run_writes_outputs_and_evaluates(toy, tmp_path):
     s = T.train(cfg_for(toy, tmp_path / 'r', eval_probes='knn linear', knn_every='1', save_every_epochs='1'), quiet=True)
     assert s['steps'] == 6 and s['total_steps'] == 6 and s['epochs_done'] == 2
-    assert {p.name for p in (tmp_path / 'r').iterdir()} == {'latest.pt', 'ep1.pt', 'ep2.pt', 'log.csv', 'loss.png', 'metrics.json'}
+    assert {p.name for p in (tmp_path / 'r').iterdir()} == {'.lock', 'latest.pt', 'ep1.pt', 'ep2.pt', 'log.csv', 'loss.png',
+                                                             'metrics.json'}     # .lock: held while a run writes here
     assert torch.load(tmp_path / 'r' / 'ep1.pt', weights_only=True)['step'] == 3     # periodic: after epoch 1's 3 steps
     m = json.loads((tmp_path / 'r' / 'metrics.json').read_text())
     for k in ('knn_top1', 'knn_top1_random_init', 'linear_top1', 'linear_top1_random_init'): assert 0 <= m[k] <= 100
@@ -85,6 +86,11 @@ def test_cli_prints_what_ran_and_where(toy, tmp_path):
                  'checkpoint:', 'log:', 'plot:', 'metrics:'):
         assert text in r.stdout, (text, r.stdout)
     assert (tmp_path / 'cli' / 'latest.pt').exists()
+    r = _run(['ijepa_train', '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'cli'),    # again
+              '--device', 'cpu', '--max_steps', '2', 'batch_size=16'], tmp_path)
+    assert r.returncode != 0 and r.stderr.strip().splitlines() == [           # one line, naming the three ways on
+        f"ijepa_train: {tmp_path / 'cli'} already holds a run (latest.pt): continue it with --resume, choose another --out, "
+        f"or pass --overwrite to delete it and start afresh."], r.stderr[-2000:]
 
 def test_cli_rejects_unknown_field(toy, tmp_path):
     r = _run(['ijepa_train', '--data', str(toy), 'not_a_field=1'], tmp_path)
@@ -96,7 +102,7 @@ def test_torchrun_two_processes_gloo(toy, tmp_path):
               '--max_steps', '3', 'batch_size=16', 'eval_probes=', 'knn_every=0', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=2'], tmp_path, timeout=240)
     assert r.returncode == 0, r.stderr[-4000:]
     ck = torch.load(tmp_path / 'ddp' / 'latest.pt', weights_only=True)
-    assert ck['world_size'] == 2 and ck['step'] == 3
+    assert ck['world_size'] == 2 and ck['step'] == 3 and len(ck['rng']['ranks']) == 2     # every rank's generators
     assert len((tmp_path / 'ddp' / 'log.csv').read_text().strip().splitlines()) == 1 + 3   # rank 0 alone writes
     # two ranks of 8 see exactly what one process sees with two accumulated micro-batches of 8: same images, crops,
     # masks and averaged gradients, so the weights agree up to the order of floating-point sums
@@ -104,6 +110,20 @@ def test_torchrun_two_processes_gloo(toy, tmp_path):
     _, a = weights(tmp_path / 'ddp' / 'latest.pt'); _, b = weights(tmp_path / 'acc' / 'latest.pt')
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-4, worst
+
+def test_torchrun_resume_with_stop_gives_each_rank_its_generators(toy, tmp_path):
+    """Two gloo processes with StoP (each rank jitters its own mask tokens from its own generator): stopped at step 2
+    (mid-epoch) and resumed, the checkpoint equals the uninterrupted run's, every rank's RNG state included. Restoring
+    rank 0's generator on both ranks (the checkpoint before 2026-12) makes rank 1's jitter differ after the resume."""
+    def ddp(out, *extra):
+        r = _run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'ijepa_edu.train',
+                  '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / out), '--device', 'cpu', *extra,
+                  'batch_size=16', 'eval_probes=', 'knn_every=0', 'log_every=1', 'epochs=2', 'warmup=0.5', 'diag_every=0',
+                  'rope=true', 'stop_std=0.25'], tmp_path, timeout=240)
+        assert r.returncode == 0, r.stderr[-4000:]
+    ddp('full', '--max_steps', '3'); ddp('cut', '--max_steps', '2'); ddp('cut', '--max_steps', '3', '--resume')
+    from test_faults import assert_same_checkpoint
+    assert_same_checkpoint(tmp_path / 'full' / 'latest.pt', tmp_path / 'cut' / 'latest.pt')
 
 def test_grad_checkpointing_reaches_encoder_and_predictor():
     "The config switch turns on the memory option of lessons 05 and 06 in both trained networks (off by default)."
