@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['micro_batch', 'make_loader', 'run_length', 'RunLog', 'read_log', 'plot_log', 'CollapseWatch', 'StopAtStepEnd',
-           'LoopState', 'TrainingHalted', 'train', 'main']
+           'LoopState', 'TrainingHalted', 'UnitScaler', 'train', 'main']
 
 # %% ../nbs/18_train.ipynb #43cafd9a
 import os, sys, time, json, csv, signal, threading, warnings, contextlib
@@ -241,15 +241,18 @@ def _log_row(s, lr, wd, m, world, t0, bad_images):
     return row
 
 def _diagnose(model, imgs, amp, watch, cfg, step, world, main, device):
-    "The collapse diagnostics of the target encoder on this batch, and whether the alarm fired (rank 0 decides for all)."
-    with amp: diag = collapse_report(model.target_encoder, imgs)
-    collapsed = watch.check(step, diag) if main else False
+    "Rank 0 alone: the target encoder's collapse diagnostics on its batch, and whether the alarm fired (it decides for all)."
+    diag, collapsed = {}, False                           # the other ranks neither compute nor log them
+    if main:
+        with amp: diag = collapse_report(model.target_encoder, imgs)
+        collapsed = watch.check(step, diag)
     if cfg.stop_on_collapse and world > 1:                  # rank 0 decides; the others follow
         flag = torch.tensor(float(collapsed), device=device); dist.broadcast(flag, 0)
         collapsed = bool(flag.item())
     return diag, collapsed
 
 def _collapse_message(step, diag, first, latest):
+    if not diag: return f"step {step}: rank 0's collapse alarm stopped the run (stop_on_collapse=true); saved {latest}."
     return (f"step {step}: the collapse alarm fired (feat_std {diag['feat_std']:.4f}, first {first['feat_std']:.4f}; rankme "
             f"{diag['rankme']:.2f}, first {first['rankme']:.2f}) and stop_on_collapse=true asked to stop. Saved {latest} "
             f"(step {step}) for inspection. Lesson 09 explains the diagnostics; vc_weight > 0 (lesson 11) counters collapse.")
@@ -275,8 +278,13 @@ def _autocast(cfg, device):
     dtype = pick_precision(cfg.precision, device)
     amp = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     if dtype == torch.float16: return amp, torch.amp.GradScaler(device.type)     # fp16 gradients underflow unscaled
-    # on a GPU the scaler (scale 1, never grown) lets the fused AdamW skip a non-finite step on the device, without a sync
-    return amp, torch.amp.GradScaler(device.type, init_scale=1.0, growth_interval=2 ** 30, enabled=_sync_free(device))
+    # on a GPU the scaler (held at scale 1) lets the fused AdamW skip a non-finite step on the device, without a sync
+    return amp, UnitScaler(device.type, init_scale=1.0, enabled=_sync_free(device))
+
+class UnitScaler(torch.amp.GradScaler):
+    """A gradient scaler held at scale 1, for bf16 and fp32: it only finds non-finite gradients, so that the fused AdamW
+    skips that step on the device. A plain GradScaler would halve its scale after each skipped step, for good."""
+    def update(self, new_scale=None): super().update(1.0)
 
 def _progress_bar(cfg, stop, step):
     from tqdm.auto import tqdm

@@ -125,6 +125,36 @@ def test_torchrun_resume_with_stop_gives_each_rank_its_generators(toy, tmp_path)
     from test_faults import assert_same_checkpoint
     assert_same_checkpoint(tmp_path / 'full' / 'latest.pt', tmp_path / 'cut' / 'latest.pt')
 
+def test_unit_scaler_stays_at_one_after_a_skipped_step():
+    """The GPU loop's scaler (bf16, fp32) only finds non-finite gradients: after a skipped step its scale is 1 again. A
+    plain GradScaler halves it after every skip (after 150 skips it is 0 and every later step is skipped too)."""
+    for cls, after in ((T.UnitScaler, 1.0), (torch.amp.GradScaler, 0.5)):
+        scaler = cls('cpu', init_scale=1.0)
+        p = torch.nn.Parameter(torch.ones(3)); opt = torch.optim.AdamW([p], lr=0.1)
+        scaler.scale(p.sum() * float('inf')).backward(); scaler.step(opt); scaler.update(); opt.zero_grad()
+        assert torch.equal(p.detach(), torch.ones(3)) and scaler.get_scale() == after   # skipped; the scale
+        scaler.scale(p.sum()).backward(); scaler.step(opt); scaler.update()
+        assert not torch.equal(p.detach(), torch.ones(3))                                 # the next step updates
+
+def test_diagnostics_on_rank_zero_only(monkeypatch):
+    "Only rank 0 computes (and logs) the collapse diagnostics; the others neither run the target encoder nor fail."
+    calls = []
+    monkeypatch.setattr(T, 'collapse_report', lambda enc, imgs: calls.append(1) or dict(feat_std=0.5, rankme=4.0, pos_share=0.1))
+    cfg, watch = get_config('cifar10_tiny'), T.CollapseWatch()
+    from types import SimpleNamespace
+    args = (SimpleNamespace(target_encoder=None), None, torch.autocast('cpu', enabled=False), watch, cfg, 2, 1)
+    assert T._diagnose(*args, False, torch.device('cpu')) == ({}, False) and calls == []
+    assert T._diagnose(*args, True, torch.device('cpu'))[0]['rankme'] == 4.0 and calls == [1]
+    assert 'rank 0' in T._collapse_message(2, {}, {}, 'latest.pt')
+
+def test_cuda_rng_state_is_skipped_without_a_gpu():
+    "A checkpoint written on a GPU resumes on the CPU: its CPU stream is set back, its CUDA state skipped (new and old layout)."
+    from ijepa_edu.checkpoint import rng_state, set_rng_state
+    if torch.cuda.is_available(): pytest.skip("on a GPU, bench/gpu_check.sh checks that the CUDA state is set back")
+    torch.manual_seed(3); r = rng_state(); a = torch.rand(2)
+    for cuda in (torch.zeros(16, dtype=torch.uint8), [torch.zeros(16, dtype=torch.uint8)]):   # as a GPU run saves it
+        set_rng_state({**r, 'cuda': cuda}); assert torch.equal(torch.rand(2), a)
+
 def test_grad_checkpointing_reaches_encoder_and_predictor():
     "The config switch turns on the memory option of lessons 05 and 06 in both trained networks (off by default)."
     from ijepa_edu.config import get_config
