@@ -32,18 +32,43 @@ def default_exp(path):
         if m: return m.group(1)
 
 # ------------------------------------------------------------------ README
-ROW = re.compile(r'^\| `(\d\d_\w+)` \| (?:`([\w.]+)`|—) \| (.+?) \|\s*$', re.M)   # — : a page that exports nothing
+# a row of a lesson table: `| `01_patches` | `patches` | what ... |`, the name alone or as a link; — : a page that exports nothing
+ROW = re.compile(r'^\| \[?`(\d\d_\w+)`\]?(?:\([^)]*\))? \| (?:`([\w.]+)`|—) \| (.+?) \|\s*$', re.M)
+README_MAX_LINES = 130
 
 def test_readme_lists_every_lesson():
-    "Each lesson in nbs/ has one row in the README's table (its module, a line on what a student learns), and no row names a lesson that is not there."
-    rows = {m.group(1): (m.group(2), m.group(3)) for m in ROW.finditer((ROOT / 'README.md').read_text(encoding='utf-8'))}
+    """Each lesson in nbs/ has one row, with its module and a line on what a student learns, in the README's table (the
+    core track) or on the appendix page that the README links to (one click from the front page); no row names a lesson
+    that is not there."""
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    assert '](docs/appendix.md)' in readme, 'the README must link to the appendix page'
+    rows = {}
+    for f in (ROOT / 'README.md', ROOT / 'docs' / 'appendix.md'):
+        for m in ROW.finditer(f.read_text(encoding='utf-8')):
+            assert m.group(1) not in rows, f'{m.group(1)} is listed twice'
+            rows[m.group(1)] = (m.group(2), m.group(3))
     stems = [p.stem for p in LESSONS]
     assert len(stems) >= 15, stems
-    assert sorted(rows) == stems, f'README rows {sorted(rows)} != lessons {stems}: update the table in nbs/index.ipynb'
+    assert sorted(rows) == stems, f'rows {sorted(rows)} != lessons {stems}: update the table in nbs/index.ipynb or docs/appendix.md'
     for p in LESSONS:
         module, learns = rows[p.stem]
-        assert module == default_exp(p), f'{p.stem}: README says module {module}, the notebook exports {default_exp(p)}'
+        assert module == default_exp(p), f'{p.stem}: the table says module {module}, the notebook exports {default_exp(p)}'
         assert len(learns.split()) >= 5, f'{p.stem}: say what a student learns'
+    core = [m.group(1) for m in ROW.finditer(readme)]
+    assert core == [p.stem for p in LESSONS if not build_site.is_appendix(p.stem)], 'the README lists the core track, in order'
+
+def test_readme_is_a_front_page():
+    "The README stays a front page (about 120 lines): the rest of what a reader needs is on the pages it links to."
+    n = len((ROOT / 'README.md').read_text(encoding='utf-8').splitlines())
+    assert n <= README_MAX_LINES, f'README.md has {n} lines, at most {README_MAX_LINES}: move detail to a page under docs/'
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    for page in ('docs/syllabus.md', 'docs/objectives.md', 'docs/results.md', 'docs/troubleshooting.md', 'docs/official.md'):
+        assert f']({page})' in readme, f'the README does not link to {page}'
+
+def test_objectives_page_is_generated_from_the_lessons():
+    "docs/objectives.md is what tools/build_site.py makes of the lessons' `## Objectives` cells today (the site renders it afresh)."
+    assert (ROOT / 'docs' / 'objectives.md').read_text(encoding='utf-8') == build_site.objectives_markdown(), (
+        'docs/objectives.md is stale: python tools/build_site.py --objectives')
 
 def test_readme_is_generated_from_index(tmp_path):
     "README.md is what nbconvert makes of nbs/index.ipynb today (so the list above cannot drift from the notebook)."

@@ -61,7 +61,7 @@ def solutions_path(lesson, nbs=None):
     return Path(nbs or lesson.parent) / 'solutions' / lesson.name
 
 # The course guide (docs/*.md) in this order; other Markdown pages there follow by name. `objectives` is generated.
-GUIDE_ORDER = ['syllabus', 'objectives', 'results', 'levers', 'running', 'interop', 'official', 'troubleshooting']
+GUIDE_ORDER = ['syllabus', 'objectives', 'appendix', 'results', 'levers', 'running', 'gpu', 'interop', 'official', 'troubleshooting']
 
 def guide_paths(docs):
     "The Markdown pages of the course guide, in the sidebar's order (`objectives.md` is rewritten from the lessons)."
@@ -182,7 +182,11 @@ def objectives(nb):
     for c in nb.cells:
         if c.cell_type == 'markdown' and _re_objectives.search(c.source):
             body = c.source[_re_objectives.search(c.source).end():]
-            bullets = [l[2:].strip() for l in body.splitlines() if l.startswith(('- ', '* '))]
+            bullets = []
+            for l in body.split('\n## ')[0].splitlines():
+                if l.startswith(('- ', '* ')): bullets.append(l[2:].strip())
+                elif bullets and l.startswith(' ') and l.strip(): bullets[-1] += ' ' + l.strip()   # a bullet's next line
+                elif bullets and not l.startswith(' '): break                                         # the list has ended
             t = _re_time.search(body)
             return bullets, int(t.group(1)) if t else None
     return [], None
