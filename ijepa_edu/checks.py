@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['Report', 'graded', 'check_patchify', 'check_block_indices', 'check_sample_block_position',
            'check_sample_target_block', 'check_equalise', 'check_apply_masks', 'check_repeat_interleave_batch',
-           'check_make_targets']
+           'check_remove_overlap', 'check_make_targets']
 
 # %% ../nbs/24_checks.ipynb #175a2b97
 import io, contextlib, math
@@ -323,6 +323,38 @@ def check_repeat_interleave_batch(fn): # your `repeat_interleave_batch(x, B, rep
                   ('each row repeated on its own, [r0, r0, r1, r1, ...]: repeat whole groups of B rows',
                    lambda: x.repeat_interleave(rep, dim=0))]
             _compare(r, f'{what} (n={n}, B={B}, repeat={rep})', fn, (x, B, rep), repeat_interleave_batch(x, B, rep), ms)
+    return r.done()
+
+# %% ../nbs/24_checks.ipynb #c0a1e011
+def _remove_overlap(context, targets):
+    "The library's rule (`BlockSampler._context`): a boolean map of every target patch, then the context patches not in it."
+    if not targets: return context
+    n = int(max(context.max() if len(context) else 0, *(t.max() for t in targets))) + 1
+    blocked = torch.zeros(n, dtype=torch.bool)
+    blocked[torch.cat(targets)] = True
+    return context[~blocked[context]]
+
+def check_remove_overlap(fn): # your `remove_overlap(context, targets)`: sorted 1-D LongTensor, list of them -> sorted LongTensor
+    "Grade the context minus the targets: every target removed, nothing else, raster order, integer indices."
+    r = Report('check_remove_overlap')
+    blk = lambda top, left, h, w, W=8: (torch.arange(top, top + h)[:, None] * W + torch.arange(left, left + w)).flatten()
+    cases = (((blk(0, 0, 6, 6), [blk(4, 4, 2, 3)]), "the lesson's picture: one target, 4 of its 6 patches in the context"),
+             ((blk(1, 0, 7, 7), [blk(0, 1, 3, 3), blk(2, 2, 2, 3), blk(5, 4, 3, 2), blk(4, 0, 2, 2)]), 'four targets, two overlapping'),
+             ((blk(0, 0, 8, 8), []), 'no targets: the whole context block'),
+             ((blk(0, 0, 3, 3), [blk(5, 5, 3, 3)]), 'a target outside the context'),
+             ((blk(2, 2, 2, 2), [blk(1, 1, 4, 4)]), 'a target that covers the whole context: nothing left'))
+    with r:
+        for (ctx, tgts), what in cases:
+            want = _remove_overlap(ctx, tgts)
+            cat = torch.cat(tgts) if tgts else torch.zeros(0, dtype=torch.long)
+            ms = [('only the first target removed: remove the patches of every target', lambda: _remove_overlap(ctx, tgts[:1])),
+                  ('the overlap kept instead of removed: keep the context patches that are in no target', lambda: ctx[torch.isin(ctx, cat)]),
+                  ('the right patches, out of order: return them sorted (raster order)', lambda: want.flip(0)),
+                  ('the targets added to the context: the context loses the target patches, it gains none',
+                   lambda: torch.cat([ctx, cat]).unique()),
+                  ('torch.tensor([]) is a float tensor: build indices with dtype=torch.long', lambda: torch.tensor([]))]
+            ms = [(hint, f) for hint, f in ms if _diff(f(), want) is not None]   # only mistakes that differ from the answer here
+            _compare(r, what, fn, (ctx, tgts), want, ms)
     return r.done()
 
 # %% ../nbs/24_checks.ipynb #c0a1e001

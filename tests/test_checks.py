@@ -53,7 +53,8 @@ LIBRARY = {'check_patchify': patchify, 'check_block_indices': block_indices,
            'check_apply_masks': apply_masks, 'check_repeat_interleave_batch': repeat_interleave_batch,
            'check_ema_update': ema_update, 'check_target_features': target_features, 'check_lr_schedule': lr_at,
            'check_position_share': position_share, 'check_knn_predict': knn_predict,
-           'check_make_targets': lambda model, patches, tgt: model.make_targets(patches, tgt)}
+           'check_make_targets': lambda model, patches, tgt: model.make_targets(patches, tgt),
+           'check_remove_overlap': checks._remove_overlap}
 MODULES = (checks, checks_training)       # the checkers of lessons 01-06, and of the training lessons
 CHECKER_OF = {n: getattr(m, n) for m in MODULES for n in m.__all__ if n.startswith('check_')}
 CHECKERS = sorted(CHECKER_OF)
@@ -159,6 +160,7 @@ _cos = lambda a, b: F.normalize(b, dim=1) @ F.normalize(a, dim=1).T
 WRONG = [  # (checker, wrong answer, words its report must contain)
     ('check_make_targets', lambda m, p, t: rearrange(m.make_targets(p, t), '(b m) t d -> (m b) t d', m=t.shape[1]),
      'blocks ordered (m b)'),    # more wrong answers of this checker: tests/test_checks_core.py
+    ('check_remove_overlap', lambda c, t: c[~torch.isin(c, t[0])] if t else c, 'remove the patches of every target'),
     ('check_patchify', _re('b c (h p1) (w p2) -> b (h w) (c p1 p2)'), 'the library puts the channel last'),
     ('check_patchify', _re('b c (h p1) (w p2) -> b (w h) (p1 p2 c)'), 'patches listed column by column'),
     ('check_patchify', _re('b c (h p1) (w p2) -> b (h w) (p2 p1 c)'), 'rows and columns swapped inside each patch'),

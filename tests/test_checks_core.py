@@ -73,3 +73,36 @@ def test_leaves_torch_global_generator_alone(capsys):
     torch.manual_seed(0); before = torch.get_rng_state()
     check_make_targets(library)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+# ------------------------------------------------------------------ lesson 03: check_remove_overlap
+from ijepa_edu.checks import check_remove_overlap, _remove_overlap
+
+
+def _isin(context, targets): return context[~torch.isin(context, torch.cat(targets))] if targets else context
+
+
+OVERLAP_WRONG = [
+    (lambda c, t: c[~torch.isin(c, t[0])] if t else c, 'remove the patches of every target'),
+    (lambda c, t: c[torch.isin(c, torch.cat(t))] if t else c, 'the overlap kept instead of removed'),
+    (lambda c, t: _isin(c, t).flip(0), 'out of order'),
+    (lambda c, t: torch.cat([c, *t]).unique(), 'the targets added to the context'),
+    (lambda c, t: torch.tensor(sorted(set(c.tolist()) - {p for x in t for p in x.tolist()})), 'torch.tensor([]) is a float tensor'),
+]
+
+
+def test_remove_overlap_library_and_isin_pass(capsys):
+    assert check_remove_overlap(_remove_overlap) is True and check_remove_overlap(_isin) is True
+
+
+@pytest.mark.parametrize('fn, words', OVERLAP_WRONG, ids=[w for _, w in OVERLAP_WRONG])
+def test_remove_overlap_wrong_answer_is_named(fn, words, capsys):
+    assert check_remove_overlap(fn) is False
+    lines = capsys.readouterr().out.splitlines()
+    assert any(l.startswith('✗ ') and words in l for l in lines), lines
+
+
+@pytest.mark.parametrize('fn', [_stub, lambda *a: None, lambda *a: 'forty-two'])
+def test_remove_overlap_never_raises(fn, capsys):
+    assert check_remove_overlap(fn) is False
+    assert 'checks failed' in capsys.readouterr().out.splitlines()[-1]
