@@ -10,20 +10,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
-from check_jupyterlab import run_all_in_lab   # noqa: E402
+from check_jupyterlab import preview_markdown_in_lab, run_all_in_lab   # noqa: E402
 from check_site import chromium_path          # noqa: E402
 
 # lesson 00 without IJEPA_DATA: a student offline gets its synthetic images (seconds), not the minutes of CIFAR-10 runs
 LESSONS = {'01_patches': (), '00_big_picture': ('IJEPA_DATA',)}
 
-@pytest.mark.parametrize('lesson', list(LESSONS))
-def test_lesson_runs_in_jupyterlab(tmp_path, lesson):
+def need_chromium():
     if chromium_path() is None:
         msg = "Debian's Chromium is not installed (apt-get install -y chromium)"
         if os.environ.get('CI'): pytest.fail(msg + ': CI must install it (.ci/run does)')
         pytest.skip(msg)
+
+def shots_dir(tmp_path):
+    return Path(os.environ['SCREENSHOTS']) / 'jupyterlab' if os.environ.get('SCREENSHOTS') else tmp_path / 'shots'
+
+@pytest.mark.parametrize('lesson', list(LESSONS))
+def test_lesson_runs_in_jupyterlab(tmp_path, lesson):
+    need_chromium()
     nb = ROOT / 'nbs' / f'{lesson}.ipynb'
-    shots = Path(os.environ['SCREENSHOTS']) / 'jupyterlab' if os.environ.get('SCREENSHOTS') else tmp_path / 'shots'
+    shots = shots_dir(tmp_path)
     r = run_all_in_lab(nb, shots=shots / lesson, quiet=True, unset=LESSONS[lesson])
     print(json.dumps(r, indent=1))
     saved = json.loads(nb.read_text())   # the figures the committed notebook holds: the lab run must make as many
@@ -36,3 +42,16 @@ def test_lesson_runs_in_jupyterlab(tmp_path, lesson):
     assert r['export_same'] is True                               # the lesson's own nbdev_export cell ran and agrees
     assert r['requests_left_localhost'] == []
     assert (shots / lesson / 'jupyterlab-last-cell.png').stat().st_size > 10_000
+
+
+def test_syllabus_reads_in_jupyterlab(tmp_path):
+    "The teachers' syllabus (docs/syllabus.md) opens in JupyterLab's Markdown Preview with its headings, its table of meetings and its links."
+    need_chromium()
+    shots = shots_dir(tmp_path)
+    r = preview_markdown_in_lab(ROOT / 'docs' / 'syllabus.md', shots=shots, quiet=True)
+    print(json.dumps(r, indent=1))
+    assert r['title'].startswith('Syllabus')
+    assert 'The meetings' in r['headings'] and 'What runs where' in r['headings']
+    assert r['table_rows'] >= 8 and r['links'] >= 14
+    assert r['requests_left_localhost'] == []
+    assert (shots / 'jupyterlab-syllabus.png').stat().st_size > 10_000

@@ -9,7 +9,8 @@ random token), starts JupyterLab on 127.0.0.1 at a free port with a token and a 
 headless Chromium, chooses Run > Run All Cells, waits for the token to appear under the last cell, saves with
 File > Save Notebook, and checks the saved file: every code cell ran, none raised, the figures are there, and the
 lesson's own export cell (`nbdev_export`) wrote the same module the repository holds. No request may leave the
-machine. The server and its kernel are shut down at the end. `tests/test_jupyterlab.py` runs this; Chromium as in tools/check_site.py.
+machine. `preview_markdown_in_lab` opens a Markdown page of the course guide (docs/) the same way, with the file
+browser's Open With > Markdown Preview, and reads what JupyterLab rendered. The server and its kernel are shut down at the end. `tests/test_jupyterlab.py` runs this; Chromium as in tools/check_site.py.
 """
 import argparse, contextlib, json, os, re, secrets, shutil, signal, socket, subprocess, sys, tempfile, time
 import urllib.request
@@ -144,6 +145,43 @@ def run_all_in_lab(nb_path=ROOT / 'nbs' / '01_patches.ipynb', shots=None, timeou
             export_same=exported.exists() and exported.read_text() == (ROOT / 'ijepa_edu' / exported.name).read_text()
                         if nb_module(nb_path) else None,
             **{k: round(v, 1) for k, v in times.items()})
+    if not quiet: print(json.dumps(result, indent=1))
+    return result
+
+def preview_markdown_in_lab(md_path=ROOT / 'docs' / 'syllabus.md', shots=None, quiet=False):
+    """Open a Markdown page of the course guide in JupyterLab as a reader would: the file browser, right-click,
+    Open With > Markdown Preview; return what the rendered page shows (title, headings, table rows, links)."""
+    md_path = Path(md_path)
+    if shots is not None: shots = Path(shots); shots.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix='jlab-md-') as tmp:
+        work = Path(tmp)
+        shutil.copy(ROOT / 'settings.ini', work / 'settings.ini')
+        (work / 'docs').mkdir(); shutil.copy(md_path, work / 'docs' / md_path.name)
+        with open(work / 'jupyterlab.log', 'w') as log, jupyterlab(work, log) as (base, token), browser() as ctx:
+            left = guard_network(ctx)
+            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+            page.set_default_timeout(90_000)
+            try:
+                page.goto(f'{base}/lab/tree/docs?token={token}')
+                item = page.locator('.jp-DirListing-item', has_text=md_path.name)
+                item.first.click(button='right')
+                page.locator('.lm-Menu-itemLabel').get_by_text('Open With', exact=True).click()
+                page.locator('.lm-Menu-itemLabel').get_by_text('Markdown Preview', exact=True).click()
+                rendered = page.locator('.jp-RenderedMarkdown').filter(has=page.locator('h1'))
+                rendered.first.wait_for()
+                facts = rendered.first.evaluate("""el => ({
+                    title: el.querySelector('h1').textContent.replace('¶', '').trim(),
+                    headings: Array.from(el.querySelectorAll('h2')).map(h => h.textContent.replace('¶', '').trim()),
+                    table_rows: el.querySelectorAll('table tbody tr').length,
+                    links: el.querySelectorAll('a[href]').length})""")
+                if shots: page.screenshot(path=str(shots / f'jupyterlab-{md_path.stem}.png'))
+            except Exception as e:
+                if shots: page.screenshot(path=str(shots / 'jupyterlab-failure.png'))
+                log.flush()
+                raise RuntimeError(f'{type(e).__name__}: {e}\n--- JupyterLab log (end) ---\n'
+                                   + (work / 'jupyterlab.log').read_text()[-3000:]) from e
+    result = dict(page=md_path.name, **facts, requests_left_localhost=left, total_s=round(time.time() - t0, 1))
     if not quiet: print(json.dumps(result, indent=1))
     return result
 
