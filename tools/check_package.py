@@ -7,7 +7,8 @@
 Steps: `python -m build` (isolated: it fetches setuptools into its own build environment); the wheel must hold every
 module of ijepa_edu/ and nothing else (no notebooks, no tests), its version must be settings.ini's, and it must
 declare every console script in settings.ini; the sdist must hold what rebuilding needs (settings.ini, setup.py,
-pyproject.toml, README.md) and the notebooks the modules come from. Then a fresh venv that sees the packages of the
+pyproject.toml, README.md) and the notebooks the modules come from (their solutions too), the course guide (docs/) and the
+README's figure. Then a fresh venv that sees the packages of the
 Python running this script, whether that is the machine's Python or a venv of its own (torch, 5.5 GB, is not installed
 again: a .pth file adds this Python's site-packages folders after the venv's own, as `--system-site-packages` does for
 the machine's, which a venv user's torch is not in; `--no-index` makes pip prove that the wheel's requirements are met
@@ -86,9 +87,12 @@ def check_package(work, quiet=False):
     for need in ['settings.ini', 'setup.py', 'pyproject.toml', 'README.md', 'CHANGELOG.md', 'LICENSE', 'MANIFEST.in'] + \
                 [f'{lib}/{m}.py' for m in modules]:
         if need not in members: bad(f'sdist lacks {need}')
-    nbs = sorted(p.name for p in (ROOT / 'nbs').glob('*.ipynb'))
+    nbs = sorted(p.relative_to(ROOT / 'nbs').as_posix() for p in [*(ROOT / 'nbs').glob('*.ipynb'), *(ROOT / 'nbs').glob('solutions/*.ipynb')])
     missing_nbs = [n for n in nbs if f'nbs/{n}' not in members]
     if missing_nbs: bad(f'sdist lacks notebooks {missing_nbs}')
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in [*(ROOT / 'docs').glob('*.md'), *(ROOT / 'README_files').glob('*.png')])
+    missing_pages = [n for n in pages if n not in members]   # the course guide and the README's figure
+    if missing_pages: bad(f'sdist lacks pages {missing_pages}')
     if any('.ipynb_checkpoints' in m or m.endswith('.pyc') for m in members): bad('sdist holds checkpoints or .pyc files')
     rep['sdist_files'] = len(members)
     rep['sdist_top'] = sorted({m.split('/')[0] for m in members})
