@@ -194,3 +194,21 @@ def test_link_finder_finds_links():
     "The link test is not vacuous."
     assert relative_links('see [a](x.ipynb#s), ![f](img/p.png), [w](https://e.org), [m](mailto:a@b), [h](#top), `[c](no.md)`') == ['x.ipynb', 'img/p.png']
     assert relative_links((ROOT / 'README.md').read_text())
+
+
+_re_small_text = re.compile(r"\b(?:font|label|title)size\s*=\s*(?:(\d+(?:\.\d+)?)\b|['\"](xx?-small|small|smaller)['\"])")
+
+def small_text(code):
+    "The explicit text sizes below 10 pt (or matplotlib's named small sizes) that a piece of code sets."
+    return [m.group(0) for m in _re_small_text.finditer(code) if m.group(2) or float(m.group(1)) < 10]
+
+@pytest.mark.parametrize('path', [*LESSONS, *MODULES], ids=[p.stem for p in [*LESSONS, *MODULES]])
+def test_no_text_below_10pt(path):
+    "Figures keep text of at least 10 pt at the size they are saved: no lesson or library figure sets a smaller font."
+    code = '\n'.join(src(c) for c in cells_of(path) if c['cell_type'] == 'code') if path.suffix == '.ipynb' else path.read_text()
+    found = small_text(code)
+    assert not found, f'{path.name}: text below 10 pt: {found} (use_style() sets 10 pt; drop the fontsize)'
+
+def test_small_text_finder():
+    assert small_text("ax.set_title('a', fontsize=8); ax.legend(fontsize='small'); t(fontsize=10); tick_params(labelsize=9.5); figsize=(3, 2)") == \
+        ['fontsize=8', "fontsize='small'", 'labelsize=9.5']
