@@ -145,7 +145,7 @@ def test_diagnostics_on_rank_zero_only(monkeypatch):
     args = (SimpleNamespace(target_encoder=None), None, torch.autocast('cpu', enabled=False), watch, cfg, 2, 1)
     assert T._diagnose(*args, False, torch.device('cpu')) == ({}, False) and calls == []
     assert T._diagnose(*args, True, torch.device('cpu'))[0]['rankme'] == 4.0 and calls == [1]
-    assert 'rank 0' in T._collapse_message(2, {}, {}, 'latest.pt')
+    assert 'rank 0' in T.collapse_message(2, {}, {}, 'latest.pt')
 
 def test_cuda_rng_state_is_skipped_without_a_gpu():
     "A checkpoint written on a GPU resumes on the CPU: its CPU stream is set back, its CUDA state skipped (new and old layout)."
