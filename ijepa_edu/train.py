@@ -173,16 +173,17 @@ def _finish(cfg, summary, model, root, device, out):
     return summary
 
 # %% ../nbs/18_train.ipynb #020a3e10
-def train(cfg: TrainConfig, resume=False, force=False, overwrite=False, quiet=False):
-    "Pretrain I-JEPA as `cfg` says; returns a summary dict (what ran, how long, where the results are)."
+def train(cfg: TrainConfig, model=None, resume=False, force=False, overwrite=False, quiet=False):
+    """Pretrain I-JEPA as `cfg` says; returns a summary dict (what ran, how long, where the results are). `model`: an
+    `IJEPA` (a subclass overriding `targets` or `regularizer`, say) to train instead of `build_model(cfg)`'s."""
     if cfg.on_nan not in ('stop', 'skip'): raise ValueError(f"on_nan={cfg.on_nan!r}: choose 'stop' or 'skip'.")
     rank, world, device = init_distributed(cfg.device)
     main = rank == 0
     out = Path(cfg.out or f'runs/{cfg.preset or "run"}')
     with run_folder(out, resume, overwrite, lock=main):      # one run per folder, locked while it runs
         latest, micro = out / 'latest.pt', micro_batch(cfg, world)
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg).to(device)
+        torch.manual_seed(cfg.seed)                        # the weights (unless given), then every draw of the run
+        model = (build_model(cfg) if model is None else model).to(device)
         opt = torch.optim.AdamW(param_groups(model.encoder, model.predictor), lr=cfg.start_lr, weight_decay=cfg.weight_decay,
                                 **({'fused': True} if device.type == 'cuda' else {}))
         loader, sampler, root = make_loader(cfg, micro, rank, world, pin_memory=device.type == 'cuda', device=device)

@@ -155,6 +155,43 @@ def test_cuda_rng_state_is_skipped_without_a_gpu():
     for cuda in (torch.zeros(16, dtype=torch.uint8), [torch.zeros(16, dtype=torch.uint8)]):   # as a GPU run saves it
         set_rng_state({**r, 'cuda': cuda}); assert torch.equal(torch.rand(2), a)
 
+def test_train_takes_a_model_and_uses_its_targets(toy, tmp_path):
+    """A variant is a subclass of IJEPA overriding one method, passed as train(cfg, model=...): the loop calls its
+    `targets` every step (here zeros, so the run differs from the plain one), and its checkpoint is the usual layout."""
+    from ijepa_edu.step import IJEPA
+    calls = []
+    class ZeroTargets(IJEPA):
+        def targets(self, imgs, masks_enc, masks_pred):
+            h = super().targets(imgs, masks_enc, masks_pred); calls.append(tuple(h.shape)); return torch.zeros_like(h)
+    cfg = cfg_for(toy, tmp_path / 'zero', max_steps='2')
+    torch.manual_seed(cfg.seed); base = T.build_model(cfg)
+    s = T.train(cfg, model=ZeroTargets(base.encoder, base.predictor, loss=cfg.loss, target_layers=cfg.target_layers), quiet=True)
+    plain = T.train(cfg_for(toy, tmp_path / 'plain', max_steps='2'), quiet=True)
+    assert len(calls) == 2 and s['steps'] == 2 and s['final_loss'] != plain['final_loss']
+    assert weights(tmp_path / 'zero' / 'latest.pt')[1].keys() == weights(tmp_path / 'plain' / 'latest.pt')[1].keys()
+
+def test_center_targets_experiment_is_a_one_method_override(toy, tmp_path):
+    """bench/experiments/center_targets.py: its `targets` are the library's (target_layers included) minus each position's
+    batch mean, and a run with padded masks trains through train(cfg, model=...) without patching the library."""
+    import importlib.util
+    from pathlib import Path
+    from ijepa_edu.step import target_features
+    path = Path(__file__).resolve().parents[1] / 'bench' / 'experiments' / 'center_targets.py'
+    spec = importlib.util.spec_from_file_location('center_targets', path); ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+    cfg = cfg_for(toy, tmp_path / 'c', max_steps='2', target_layers='2', truncate='pad', vc_weight='0.1')
+    torch.manual_seed(0); m = ct.centered(cfg)
+    imgs, N = torch.randn(4, 3, 32, 32), m.target_encoder.patch_embed.num_patches
+    every = [torch.arange(N).expand(4, N)]
+    h = m.targets(imgs, every, every)                                          # (4, N, D): every position
+    assert h.mean(0).abs().max() < 1e-5                                        # centred over the batch, per position
+    lib = target_features(m.target_encoder, imgs, every, layers=2)
+    assert torch.allclose(h, lib - lib.mean(0), atol=1e-6)                     # from the last two blocks' average
+    last = target_features(m.target_encoder, imgs, every)                      # the last block alone: not these
+    assert not torch.allclose(h, last - last.mean(0), atol=1e-3)
+    s = T.train(cfg, model=m, quiet=True)
+    assert s['steps'] == 2 and np.isfinite(s['final_loss']) and type(m).__name__ == 'Centered'
+
 def test_grad_checkpointing_reaches_encoder_and_predictor():
     "The config switch turns on the memory option of lessons 05 and 06 in both trained networks (off by default)."
     from ijepa_edu.config import get_config
