@@ -8,24 +8,25 @@ __all__ = ['encode_targets', 'fit_linear_decoder', 'PixelDecoder', 'fit_decoder'
            'main']
 
 # %% ../nbs/13_decoder.ipynb #fb35b0a3
-import json, math, sys, time
+import math, sys, time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import NamedTuple
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from einops import rearrange
 import matplotlib.pyplot as plt
+from matplotlib.colors import to_rgb
 from fastcore.script import call_parse
 from .patches import to_2tuple, patchify, unpatchify, get_2d_sincos_pos_embed
 from .encoder import Block, init_weights, apply_masks
 from .step import target_features
-from .checkpoint import CheckpointError, strip_module_prefix, load_checkpoint, load_small, SMALL_FORMAT
-from .build import build_model, make_mask_collator, pick_device
-from .evaluate import load_run_encoder, random_init_model, evenly_spaced, write_metrics, load_run_model, random_predictor, load_split, run_data
+from .checkpoint import CheckpointError
+from .build import make_mask_collator, pick_device
+from .evaluate import write_metrics, load_run_model, random_predictor, load_split, run_data
 from .visualise import unnormalize, Predictions, predict_blocks, prediction_scores
+from .style import UNUSED, target_color
 
 # %% ../nbs/13_decoder.ipynb #d5a76bb5
 @torch.no_grad()
@@ -161,7 +162,6 @@ class DecodedBlocks(NamedTuple):
     features: Predictions    # lesson 12's `Predictions` for this batch (targets from `encode_targets`)
     features_shuffled: Predictions  # the same for the shuffled context, scored against this batch's own targets
 
-# %% ../nbs/13_decoder.ipynb #da355ea4
 def _per_block(x, masks): # (B, N, E) per image, (M, B, K) positions -> (M, B, K, E)
     return x[torch.arange(x.shape[0], device=x.device)[None, :, None], masks]
 
@@ -213,12 +213,12 @@ def paint_blocks(images,     # (B, C, H, W) in [0, 1]: the canvas
     out = torch.where(count > 0, total / count.clamp_min(1), canvas)           # (B, N, P)
     return unpatchify(out, patch_size, (H // patch_size, W // patch_size), C)
 
-# %% ../nbs/13_decoder.ipynb #ecc7cd09
-def _context_canvas(d, patch_size, fill=1.0):
-    "The images with every patch outside the context painted white."
+def _context_canvas(d, patch_size, fill=(1.0, 1.0, 1.0)):
+    "The images with every patch outside the context painted `fill`, an RGB colour."
     x = patchify(d.images, patch_size)                                         # (B, N, P)
     keep = torch.zeros(x.shape[:2], dtype=torch.bool).scatter_(1, d.masks_enc, True)
-    return unpatchify(torch.where(keep[..., None], x, torch.full_like(x, fill)), patch_size,
+    paint = torch.tensor(fill, dtype=x.dtype).repeat(patch_size * patch_size)  # (P,), pixels in (p1 p2 c) order
+    return unpatchify(torch.where(keep[..., None], x, paint), patch_size,
                       (d.images.shape[-2] // patch_size, d.images.shape[-1] // patch_size), x.shape[-1] // patch_size ** 2)
 
 def _hwc(img): return rearrange(img.clamp(0, 1), 'c h w -> h w c').numpy()
@@ -231,8 +231,9 @@ def show_predictions(d,          # `DecodedBlocks` of a batch
                     ):           # a matplotlib Figure
     "The original, the context, and each target block filled with decoded targets, predictions and shuffled-context predictions."
     n = min(n, len(d.images))
-    ctx = _context_canvas(d, patch_size)
-    orange = torch.tensor([1.0, 0.6, 0.2]).repeat(patch_size * patch_size)    # (P,), pixels in (p1 p2 c) order
+    ctx = _context_canvas(d, patch_size, fill=to_rgb(UNUSED))
+    colours = torch.tensor([to_rgb(target_color(m)) for m in range(len(d.masks_pred))])   # (M, 3): block m's colour
+    tint = colours.repeat(1, patch_size * patch_size)[:, None, None].expand_as(d.truth)   # (M, B, K, P), (p1 p2 c) order
     err = (d.pred - d.truth).abs()                                             # (M, B, K, P)
     err_img = paint_blocks(torch.zeros_like(d.images), err, d.masks_pred, patch_size).mean(1)   # (B, H, W)
     block = paint_blocks(torch.zeros_like(d.images), torch.ones_like(err), d.masks_pred, patch_size)[:, 0] > 0
@@ -240,7 +241,7 @@ def show_predictions(d,          # `DecodedBlocks` of a batch
     mse = lambda a: ((a - d.truth) ** 2).mean(dim=(0, 2, 3))                   # (B,): per image
     paint = lambda a: paint_blocks(ctx, a, d.masks_pred, patch_size)           # (B, C, H, W): blocks in the context
     rows = [('original', d.images, None),
-            ('context (white:\nneither; orange:\ntargets)', paint(orange.expand_as(d.truth)), None),
+            ('context (grey:\nunused; colours:\ntargets)', paint(tint), None),
             ('target features,\ndecoded', paint(d.target), mse(d.target)),
             ('prediction,\ndecoded', paint(d.pred), mse(d.pred)),
             ("prediction from\nanother image's\ncontext, decoded", paint(d.shuffled), mse(d.shuffled))]
@@ -248,16 +249,16 @@ def show_predictions(d,          # `DecodedBlocks` of a batch
     for r, (name, imgs, score) in enumerate(rows):
         for i in range(n):
             axs[r, i].imshow(_hwc(imgs[i]))
-            if score is not None: axs[r, i].set_title(f'{score[i]:.4f}', fontsize=7, pad=2)
-        axs[r, 0].set_ylabel(name, fontsize=7)
+            if score is not None: axs[r, i].set_title(f'{score[i]:.4f}', pad=2)
+        axs[r, 0].set_ylabel(name)
     for i in range(n):
         im = axs[-1, i].imshow(err_img[i].numpy(), cmap='magma', vmin=0, vmax=0.5)
-    axs[-1, 0].set_ylabel('|prediction -\noriginal|', fontsize=7)
+    axs[-1, 0].set_ylabel('|prediction -\noriginal|')
     for ax in axs.flat: ax.set_xticks([]); ax.set_yticks([])
-    fig.subplots_adjust(left=0.1, right=0.9, top=0.93, bottom=0.02, wspace=0.06, hspace=0.28)
+    fig.subplots_adjust(left=0.14, right=0.9, top=0.92, bottom=0.02, wspace=0.06, hspace=0.32)
     box = axs[-1, -1].get_position()                                           # the colour bar beside the last row
     fig.colorbar(im, cax=fig.add_axes([box.x1 + 0.01, box.y0, 0.012, box.height]), label='mean abs. error')
-    fig.suptitle(title or 'decoded target blocks (numbers: MSE per pixel value in the blocks)', fontsize=9)
+    fig.suptitle(title or 'decoded target blocks (numbers: MSE per pixel value in the blocks)')
     return fig
 
 # %% ../nbs/13_decoder.ipynb #b0e299af

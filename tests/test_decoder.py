@@ -1,4 +1,4 @@
-"""Tests of the pixel decoder of lesson 13 (nbs/17_decoder.ipynb): a non-square grid, the closed-form fit, the
+"""Tests of the pixel decoder of lesson 13 (nbs/13_decoder.ipynb): a non-square grid, the closed-form fit, the
 shuffled context, the scores' invariants, and `ijepa_decode` end to end on the toy image folder of conftest.py."""
 import json, os, subprocess, sys
 import matplotlib
@@ -117,8 +117,28 @@ def test_decode_blocks_shuffles_only_the_context(model, collator):
     painted = paint_blocks(d.images, d.truth, d.masks_pred, PATCH)
     torch.testing.assert_close(painted, d.images)
     assert isinstance(show_predictions(d, PATCH, n=2, title='t'), Figure)
+    _assert_course_style(d)
     with pytest.raises(ValueError, match='at least 2'):
         decode_blocks(model, dec, x[:1], [m[:1] for m in masks_enc], [m[:1] for m in masks_pred])
+
+
+def _assert_course_style(d):
+    "The figure's style (ijepa_edu.style): text of at least 10 pt, target blocks in their colours, unused patches grey, one error scale."
+    from matplotlib.colors import to_rgb
+    from ijepa_edu.style import MIN_FONT_PT, UNUSED, target_color
+    fig = show_predictions(d, PATCH, n=3, title='t')
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip()]
+    assert texts and min(t.get_fontsize() for t in texts) >= MIN_FONT_PT, sorted({t.get_fontsize() for t in texts})
+    ctx = fig.axes[len(d.images[:3]) * 1].images[0].get_array()           # row 1, image 0: the context row, (H, W, 3)
+    blocks = rearrange(d.masks_pred[:, 0], 'm k -> (m k)')
+    unused = sorted(set(range(15)) - set(d.masks_enc[0].tolist()) - set(blocks.tolist()))
+    cells = rearrange(torch.as_tensor(ctx), '(h p) (w q) c -> (h w) (p q) c', p=PATCH, q=PATCH)   # (N, p*p, 3)
+    for i in unused: torch.testing.assert_close(cells[i], torch.tensor(to_rgb(UNUSED)).expand(PATCH * PATCH, 3), atol=1e-6, rtol=0)
+    only_m = [(m, i) for m in range(len(d.masks_pred)) for i in d.masks_pred[m, 0].tolist()
+              if sum(i in d.masks_pred[j, 0].tolist() for j in range(len(d.masks_pred))) == 1]
+    for m, i in only_m: torch.testing.assert_close(cells[i], torch.tensor(to_rgb(target_color(m))).expand(PATCH * PATCH, 3), atol=1e-6, rtol=0)
+    err_rows = [ax.images[0] for ax in fig.axes[-4:-1]]                      # the last row's three panels (the colour bar is last)
+    assert len({im.get_clim() for im in err_rows}) == 1                      # one colour scale
 
 
 def test_scores_and_table(model, collator):
