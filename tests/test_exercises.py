@@ -149,8 +149,8 @@ def solution_problems(cells, sol_cells, name, title=None):
         if not src(code[0]).startswith(f'# Solution {n}\n') and src(code[0]).strip() != f'# Solution {n}':
             # also rules out a leading `#| eval: false` or `#| gpu`: a solution always runs under nbdev_test
             out.append(f'exercise {n}: its first solution cell must start with the line "# Solution {n}"')
-        stray = [m for c in code for m in re.findall(r'^#\s*Solution (\d+)\b', src(c).lstrip(), re.M) if int(m) != n]
-        if stray: out.append(f'exercise {n}: "# Solution {stray[0]}" under "## Exercise {n}"')
+        stray = [m.group(1) for c in code for m in [re.match(r'#\s*Solution (\d+)\b', src(c).lstrip())] if m and int(m.group(1)) != n]
+        if stray: out.append(f'exercise {n}: "# Solution {stray[0]}" under "## Exercise {n}" (the site would fold it under exercise {stray[0]})')
         if any(re.search(r'^#\|\s*(eval:\s*false|gpu)\b', src(c), re.M) for c in code):
             out.append(f'exercise {n}: a solution cell that nbdev_test skips (#| eval: false or #| gpu)')
         text = '\n'.join(src(c) for c in code)
