@@ -131,6 +131,16 @@ def _wrap(model, cfg, world, device):
         for m in (model.encoder, model.predictor, model.target_encoder): m.compile()
     return net
 
+def _check_fixed_shapes(cfg):
+    "torch.compile needs one mask shape in every batch: refuse settings whose lengths change from step to step."
+    if not cfg.compile: return
+    mc = make_mask_collator(cfg)                      # 'auto' resolved, the official quirks applied, as the loader's
+    why = (f"truncate={mc.truncate!r} cuts the masks to each batch's shortest" if mc.truncate != 'pad' else
+           "pad_to='batch' pads the masks to each batch's longest" if mc.pad_to == 'batch' else None)
+    if why: raise ValueError(f"compile=true: {why}, so their lengths change every step and torch.compile would compile "
+                             f"again and again. Set truncate=pad pad_to=max (fixed lengths; pad_to=auto does it when "
+                             f"compiling), or compile=false.")
+
 def _rngs(world):
     """Every rank's random generators (dropout, drop path and StoP draw on torch's global ones): saved, a resume gives
     each rank its own back. The data draw nothing from them (seeded per sample; the DataLoader has its own generator)."""
@@ -177,6 +187,7 @@ def train(cfg: TrainConfig, model=None, resume=False, force=False, overwrite=Fal
     """Pretrain I-JEPA as `cfg` says; returns a summary dict (what ran, how long, where the results are). `model`: an
     `IJEPA` (a subclass overriding `targets` or `regularizer`, say) to train instead of `build_model(cfg)`'s."""
     if cfg.on_nan not in ('stop', 'skip'): raise ValueError(f"on_nan={cfg.on_nan!r}: choose 'stop' or 'skip'.")
+    _check_fixed_shapes(cfg)                                   # compile: one shape per step, or a clear refusal
     rank, world, device = init_distributed(cfg.device)
     main = rank == 0
     out = Path(cfg.out or f'runs/{cfg.preset or "run"}')

@@ -78,6 +78,7 @@ def _run(cmd, cwd, timeout=180):
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
+@pytest.mark.slow
 def test_cli_prints_what_ran_and_where(toy, tmp_path):
     r = _run(['ijepa_train', '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'cli'),
               '--device', 'cpu', '--max_steps', '2', 'batch_size=16', 'eval_train_images=0'], tmp_path)
@@ -96,6 +97,7 @@ def test_cli_rejects_unknown_field(toy, tmp_path):
     r = _run(['ijepa_train', '--data', str(toy), 'not_a_field=1'], tmp_path)
     assert r.returncode != 0 and 'Unknown config fields' in r.stderr
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(toy, tmp_path):
     r = _run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'ijepa_edu.train',
               '--preset', 'cifar10_tiny', '--data', str(toy), '--out', str(tmp_path / 'ddp'), '--device', 'cpu',
@@ -111,6 +113,7 @@ def test_torchrun_two_processes_gloo(toy, tmp_path):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-4, worst
 
+@pytest.mark.slow
 def test_torchrun_resume_with_stop_gives_each_rank_its_generators(toy, tmp_path):
     """Two gloo processes with StoP (each rank jitters its own mask tokens from its own generator): stopped at step 2
     (mid-epoch) and resumed, the checkpoint equals the uninterrupted run's, every rank's RNG state included. Restoring
@@ -191,6 +194,27 @@ def test_center_targets_experiment_is_a_one_method_override(toy, tmp_path):
     assert not torch.allclose(h, last - last.mean(0), atol=1e-3)
     s = T.train(cfg, model=m, quiet=True)
     assert s['steps'] == 2 and np.isfinite(s['final_loss']) and type(m).__name__ == 'Centered'
+
+@pytest.mark.slow
+def test_compile_refuses_changing_shapes_and_never_recompiles(toy, tmp_path, monkeypatch):
+    """compile=true with masks whose lengths change every step (truncate='random' or 'first', pad_to='batch') is refused
+    before anything runs, naming the fix; with truncate=pad (pad_to='auto' -> 'max') a compiled run (dynamo's 'eager'
+    backend: the same graph capture, no code generation) compiles nothing after its first steps: 2 and 5 steps capture
+    the same number of frames. Without the refusal a 'random' run recompiles as the lengths change."""
+    for kw in (dict(truncate='random'), dict(truncate='first'), dict(truncate='pad', pad_to='batch')):
+        with pytest.raises(ValueError, match=r"compile=true: .* so their lengths change every step .* Set truncate=pad pad_to=max"):
+            T.train(cfg_for(toy, tmp_path / 'refused', compile='true', **kw), quiet=True)
+    assert not (tmp_path / 'refused').exists()                                 # refused before the run folder is made
+    from torch._dynamo.utils import counters
+    real = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, **kw: real(self, backend='eager'))
+    frames = []
+    for steps in (2, 5):
+        torch._dynamo.reset(); counters.clear()
+        T.train(cfg_for(toy, tmp_path / f'c{steps}', compile='true', truncate='pad', max_steps=str(steps)), quiet=True)
+        frames.append(int(counters['frames']['ok']))
+    torch._dynamo.reset()
+    assert frames[0] == frames[1] > 0, frames
 
 def test_grad_checkpointing_reaches_encoder_and_predictor():
     "The config switch turns on the memory option of lessons 05 and 06 in both trained networks (off by default)."
