@@ -117,6 +117,7 @@ WRITER = textwrap.dedent('''
 
 
 @pytest.mark.skipif(os.name != 'posix', reason='SIGKILL')
+@pytest.mark.slow
 def test_sigkill_never_leaves_a_corrupt_latest(tmp_path):
     "A writer killed at random moments: latest.pt always loads and is self-consistent; stale temporaries get removed."
     latest = tmp_path / 'latest.pt'

@@ -178,6 +178,7 @@ def assert_same_checkpoint(a, b):
 
 STOP = dict(stop_std='0.25', rope='true')   # StoP's jitter draws on torch's global generator, every step
 
+@pytest.mark.slow
 def test_resume_mid_epoch_with_stop_is_exact(toy, tmp_path):
     """StoP's jitter draws on torch's global generator (as dropout or drop path in a variant would). A resume in the middle of an epoch (step 4 of 3 per
     epoch) must end with every checkpoint tensor equal to the uninterrupted run's, RNG states included. Without the
@@ -189,6 +190,7 @@ def test_resume_mid_epoch_with_stop_is_exact(toy, tmp_path):
     T.train(cfg_for(toy, tmp_path / 'cut', **STOP), resume=True, quiet=True)
     assert_same_checkpoint(tmp_path / 'full' / 'latest.pt', tmp_path / 'cut' / 'latest.pt')
 
+@pytest.mark.slow
 def test_sigkill_during_a_step_resumes_to_the_same_end(toy, tmp_path):
     """Kill -9 mid-run (ckpt_every=1, slowed steps): latest.pt loads, --resume finishes, no temporary is left, and the end
     equals an uninterrupted run's. It fails if resume is not exact (the weights differ) or a leftover temporary survives;
@@ -205,6 +207,7 @@ def test_sigkill_during_a_step_resumes_to_the_same_end(toy, tmp_path):
     T.train(cfg_for(toy, tmp_path / 'full', epochs='4', ckpt_every='1'), quiet=True)
     assert_same(w, weights(tmp_path / 'full' / 'latest.pt')[1])
 
+@pytest.mark.slow
 def test_sigkill_with_stop_resumes_every_tensor(toy, tmp_path):
     """The issue's case: StoP (stop_std=0.25, rope=true) killed with SIGKILL, resumed: every checkpoint tensor equals the
     uninterrupted run's (the issue measured 365 of 484 differing before the generators were restored)."""
@@ -216,6 +219,7 @@ def test_sigkill_with_stop_resumes_every_tensor(toy, tmp_path):
     T.train(cfg_for(toy, tmp_path / 'full', ckpt_every='1', **kw), quiet=True)
     assert_same_checkpoint(tmp_path / 'full' / 'latest.pt', out / 'latest.pt')
 
+@pytest.mark.slow
 def test_sigkill_during_a_save_keeps_the_previous_checkpoint(toy, tmp_path):
     """torch.save is made to write half the file and hang; kill -9 then. latest.pt must still be step 1's complete
     checkpoint (a direct torch.save to latest.pt would leave it torn: load_checkpoint fails), the torn temporary must not
@@ -243,6 +247,7 @@ def test_a_second_run_into_a_folder_that_holds_one_is_refused(toy, tmp_path):
     assert load_checkpoint(tmp_path / 'r' / 'latest.pt')['step'] == 1
     assert len(T.read_log(tmp_path / 'r' / 'log.csv')['loss'][0]) == 1                   # the new run's log alone
 
+@pytest.mark.slow
 def test_a_run_into_a_folder_a_running_run_holds_is_refused(toy, tmp_path):
     """Two runs into one folder at once would save over each other: the second ends in one line naming the first's pid,
     even with --overwrite, and before it writes anything. Without the lock it would train and overwrite latest.pt."""
@@ -260,6 +265,7 @@ def test_a_run_into_a_folder_a_running_run_holds_is_refused(toy, tmp_path):
     finally: kill(p)
     T.train(cfg_for(toy, out, max_steps='1'), overwrite=True, quiet=True)   # the lock went with the killed process
 
+@pytest.mark.slow
 def test_full_disk_while_saving_is_one_line_and_keeps_the_checkpoint(toy, tmp_path):
     """torch.save on a full disk raises RuntimeError('... unexpected pos N vs M'): the run must end in one line that says
     the disk is full, where, and how much the checkpoint needs, with the previous latest.pt intact and no temporary."""
@@ -294,6 +300,7 @@ BROKEN = textwrap.dedent('''
 
 @pytest.mark.parametrize('mode,expect', [('raise', ['Caught ValueError in DataLoader worker process', 'image 5 is broken']),
                                          ('exit', ['DataLoader worker', 'exited unexpectedly'])])
+@pytest.mark.slow
 def test_dataloader_worker_failure_surfaces_not_hangs(toy, tmp_path, mode, expect):
     """A worker that raises or dies (num_workers=2) must end the run with an error that says so, within the timeout.
     A loader that swallowed worker errors or waited forever (e.g. a retry loop, or an unbounded wait on a dead worker)
