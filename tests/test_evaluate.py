@@ -118,7 +118,7 @@ import json
 from torch.utils.data import TensorDataset
 from ijepa_edu.probes import (linear_probe, attentive_probe, AttentiveProbe, evaluate_encoder, evaluate_pixels,
                               parse_probes, standardize)
-from ijepa_edu.evaluate import evaluate_checkpoint, write_metrics, main
+from ijepa_edu.evaluate import evaluate_checkpoint, write_metrics, main, format_results
 from ijepa_edu.checkpoint import atomic_save, CheckpointError
 from ijepa_edu.config import get_config
 from conftest import cfg_for
@@ -217,8 +217,10 @@ def test_evaluate_encoder_runs_each_probe_on_one_pass():
     kw = dict(weight_decay=1e-2)
     r = evaluate_encoder(enc, tr, te, probes='knn,linear,linear4', linear_kw=kw)
     f, _ = extract_features(enc, tr, layers=3); g_, _ = extract_features(enc, te, layers=3)
-    assert r['knn_top1'] == round(knn_accuracy(f[:, -24:], y[:30], g_[:, -24:], y[30:]), 2)
-    assert r['linear4_top1'] == round(linear_probe(f, y[:30], g_, y[30:], **kw)['top1'], 2) and r['linear4_layers'] == 3
+    fs, gs = standardize(f, g_)                                                          # one preprocessing for every probe
+    assert r['knn_top1'] == round(knn_accuracy(fs[:, -24:], y[:30], gs[:, -24:], y[30:]), 2)
+    assert r['linear4_top1'] == round(linear_probe(fs, y[:30], gs, y[30:], **kw)['top1'], 2) and r['linear4_layers'] == 3
+    assert abs(r['linear4_top1'] - linear_probe(f, y[:30], g_, y[30:], **kw)['top1']) < 4          # the probe standardises anyway
     assert (r['train_images'], r['test_images']) == (30, 10) and 'attentive_top1' not in r
     px = evaluate_pixels(tr, te, probes=['knn'])
     assert set(px) == {'knn_top1', 'seconds'} and px['knn_top1'] == 100.0
@@ -317,3 +319,91 @@ def test_command_line_parses_probe_lists(toy, tmp_path, capsys, one_thread):
     assert (ev['train_images'], ev['test_images']) == (24, 12) and {'knn_top1', 'linear_top1'} <= set(ev)
     assert ev['random_init']['knn_top1'] == ev['knn_top1']       # step 0: the checkpoint holds the run's initial weights
     assert vars(parser.parse_args(['--ckpt', 'x', '--probe', 'knn', 'attentive']))['probe'] == ['knn', 'attentive']
+
+
+# ---- one protocol, baselines cached (issue 24 item 2) ----
+import dataclasses, os
+from ijepa_edu import evaluate as E
+from ijepa_edu.evaluate import data_identity, baseline_key, cached_row, cache_path, cache_dir, _NET_FIELDS
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    "Every test here caches its baselines in its own folder, never in the user's."
+    monkeypatch.setenv('IJEPA_CACHE', str(tmp_path / 'cache'))
+
+
+def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    assert cache_dir() == tmp_path / 'cache'
+    monkeypatch.delenv('IJEPA_CACHE'); monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    assert cache_dir() == tmp_path / 'xdg' / 'ijepa_edu'
+    monkeypatch.delenv('XDG_CACHE_HOME'); monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    assert cache_dir() == tmp_path / 'home' / '.cache' / 'ijepa_edu'
+
+
+def keys_differing_in_one_field():
+    "A base key, and keys that each differ from it in exactly one thing the row depends on."
+    cfg = get_config('cifar10_tiny')
+    x, y = torch.randn(6, 3, 32, 32, generator=gen(0)), torch.arange(6) % 2
+    ids = data_identity(TensorDataset(x, y)), data_identity(TensorDataset(x[:4], y[:4]))
+    st = dict(k=20, T=0.07, seed=0, linear_kw={}, attentive_kw={})
+    key = lambda row='random_init', c=cfg, tr=ids[0], te=ids[1], probes='knn linear', s=st: baseline_key(row, c, tr, te, probes, s)
+    y2, x2 = y.clone(), x.clone(); y2[3] = 0; x2[5, 1, 7, 7] += 1e-3
+    others = [key(row='pixels'), key(tr=data_identity(TensorDataset(x, y2))), key(tr=data_identity(TensorDataset(x2, y))),
+              key(te=ids[0]), key(probes='knn'), key(c=dataclasses.replace(cfg, img_size=64)),
+              *[key(s={**st, name: v}) for name, v in (('k', 10), ('T', 0.1), ('seed', 1), ('linear_kw', {'epochs': 5}),
+                                                      ('attentive_kw', {'lr': 1e-3}))],
+              *[key(c=dataclasses.replace(cfg, **{f: f'other {getattr(cfg, f)}'})) for f in _NET_FIELDS]]
+    return key, others, cfg
+
+
+def test_keys_differing_in_any_one_field_do_not_collide(tmp_path, monkeypatch):
+    key, others, cfg = keys_differing_in_one_field()
+    assert len({json.dumps(k, sort_keys=True) for k in [key(), *others]}) == len(others) + 1
+    assert len({cache_path(k) for k in [key(), *others]}) == len(others) + 1                  # one file each
+    assert key() == key() and cache_path(key()) == cache_path(key())                          # canonical: stable
+    for i, k in enumerate([key(), *others]): cached_row(k, lambda i=i: {'knn_top1': float(i)})
+    for i, k in enumerate([key(), *others]): assert cached_row(k, None) == ({'knn_top1': float(i)}, True)   # never mixed
+    # the pixel row does not depend on the network: another seed or width shares it
+    assert key(row='pixels', c=dataclasses.replace(cfg, seed=1, embed_dim=64)) == key(row='pixels')
+    monkeypatch.setattr(E, 'PROTOCOL', E.PROTOCOL + 1)                                      # a new protocol: new rows
+    assert cache_path(key()) not in {cache_path(k) for k in [*others]} and cached_row(key(), lambda: {'knn_top1': -1.0})[1] is False
+
+
+def test_a_hit_returns_the_stored_row_without_computing_and_a_corrupt_file_is_recomputed(tmp_path):
+    key, others, _ = keys_differing_in_one_field()
+    k, calls = key(), []
+    def compute(): calls.append(1); return {'knn_top1': 41.5, 'seconds': 3.0}
+    assert cached_row(k, compute) == ({'knn_top1': 41.5, 'seconds': 3.0}, False) and len(calls) == 1
+    def never(): raise AssertionError('a hit must not compute')
+    assert cached_row(k, never) == ({'knn_top1': 41.5, 'seconds': 3.0}, True)
+    path = cache_path(k)
+    assert path.exists() and not [p for p in path.parent.iterdir() if '.tmp' in p.name]      # written atomically
+    for bad in ('{"key": {"protocol"', '', '[1, 2]', json.dumps({'key': others[0], 'row': {'knn_top1': 99.0}}),
+                json.dumps({'key': k, 'row': 'not a row'})):
+        path.write_text(bad)                                                                  # corrupt, or another key's
+        assert cached_row(k, compute) == ({'knn_top1': 41.5, 'seconds': 3.0}, False)          # recomputed, not trusted
+        assert json.loads(path.read_text()) == {'key': k, 'row': {'knn_top1': 41.5, 'seconds': 3.0}}   # and repaired
+    assert cached_row(k, compute, cache=False)[1] is False                                    # no cache: always computed
+    assert len(calls) == 7
+
+
+def test_evaluate_checkpoint_caches_both_baselines(toy, tmp_path, one_thread, monkeypatch):
+    ck = make_run(toy, tmp_path / 'run')
+    first = evaluate_checkpoint(ck, probes='knn', baselines=True, device='cpu', quiet=True, write=False)
+    assert len(list((tmp_path / 'cache' / 'baselines').glob('*.json'))) == 2
+    def never(*a, **k): raise AssertionError('cached rows must not be recomputed')
+    monkeypatch.setattr(E, 'evaluate_pixels', never); monkeypatch.setattr(E, 'random_init_encoder', never)
+    again = evaluate_checkpoint(ck, probes='knn', baselines=True, device='cpu', quiet=True, write=False)
+    assert again['random_init'] == first['random_init'] and again['pixels'] == first['pixels']
+    with pytest.raises(AssertionError, match='must not be recomputed'):                      # other settings: another key
+        evaluate_checkpoint(ck, probes='knn', baselines=True, device='cpu', quiet=True, write=False, k=5)
+
+
+def test_the_table_names_its_preprocessing_and_the_monitor_uses_it():
+    entry = {'checkpoint': 'a.pt', 'steps': 1, 'train_images': 4, 'test_images': 2, 'knn_top1': 50.0,
+             'knn_top1_random_init': 40.0, 'knn_top1_pixels': 45.0}
+    text = format_results(entry)
+    assert 'standardised with the train statistics' in text.splitlines()[0]
+    assert [l.split()[0] for l in text.splitlines()[2:]] == ['target', 'same', 'raw']
+    assert 'standardised' in format_results(entry, markdown=True).splitlines()[-1]
