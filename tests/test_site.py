@@ -218,6 +218,8 @@ def test_every_page_of_the_site_in_chromium(tmp_path):
     nav = [p for p in manifest['pages'] if p['nav']]
     assert len(nav) == len(LESSONS) + 1 + len(GUIDE), [p['href'] for p in nav]
     assert {p['href'] for p in nav} >= {'syllabus.html', 'objectives.html', 'results.html'}
+    colab = (tmp_path / 'site' / '01_patches.html').read_text()   # a lesson opens in Colab, where its first cell installs the course
+    assert 'href="https://colab.research.google.com/github/ijepa-edu/ijepa_edu/blob/main/nbs/01_patches.ipynb"' in colab
     for p in manifest['pages']:   # every lesson whose exercises have a solutions notebook shows them folded
         if (ROOT / 'nbs' / 'solutions' / f"{p['stem']}.ipynb").exists():
             assert p['solutions_page'] == f"solutions_{p['stem']}.html" and p['solutions'] > 0 and not p['unplaced_solutions'], p['stem']

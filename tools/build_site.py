@@ -235,6 +235,7 @@ TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
 {{ resources.site.nav }}
 <!--SITE-TOC-->
 <main>
+{{ resources.site.open }}
 {%- endblock body_header -%}
 {%- block body_footer -%}
 {{ resources.site.pager }}
@@ -281,6 +282,8 @@ details.solution > summary { cursor: pointer; padding: 6px 10px; font: 600 14px 
 details.solution[open] > summary { border-bottom: 1px solid #f0d58c; }
 body.site-page .jp-InputArea, body.site-page .jp-InputArea-editor { overflow-x: auto; }   /* long lines scroll, not cut */
 .site-widget-note { font-style: italic; color: #555; padding: 4px 0; }
+.site-open { font: 13px var(--jp-ui-font-family); margin: 8px 0 0 0; text-align: right; }
+.site-open a { color: #1d4ed8; text-decoration: none; }
 .site-pager { display: flex; justify-content: space-between; gap: 16px; margin-top: 40px; padding-top: 14px; border-top: 1px solid #dcdfe4;
   font: 14px var(--jp-ui-font-family); }
 .site-pager a { color: #1d4ed8; text-decoration: none; }
@@ -365,6 +368,14 @@ def mathjax_file():
     f = Path(list(spec.submodule_search_locations)[0]) / 'static' / 'mathjax' / 'es5' / 'tex-svg-full.js'
     return f if f.exists() else None
 
+def open_html(page, github, branch='main'):
+    "A lesson's (or solutions notebook's) links to run it in Colab, where its first cell installs the course, and to its source."
+    if not github or page['kind'] not in ('core', 'appendix', 'solutions'): return ''
+    path = page['source']
+    colab = github.replace('https://github.com/', 'https://colab.research.google.com/github/')
+    return (f'<div class="site-open"><a href="{colab}/blob/{branch}/{path}">Open in Colab</a> · '
+            f'<a href="{github}/blob/{branch}/{path}">the notebook on GitHub</a></div>')
+
 def site_pages(nbs=ROOT / 'nbs', docs=None):
     """Every page of the site, in the sidebar's order: the overview, the core lessons, the appendix, the course guide,
     then the solutions notebooks (pages of their own, not in the sidebar). Each is a dict with `kind`, `path`, `href`."""
@@ -429,7 +440,7 @@ def build(out=ROOT / '_site', nbs=ROOT / 'nbs', quiet=False, docs=None):
         math = has_math(nb)
         resources = {'metadata': {'name': f'{page["title"]} · ijepa_edu', 'path': str(page['path'].parent)},
                      'site': dict(css=CSS, nav=nav_html(pages, page.get('current', page['href'])), pager=pager_html(pages, page),
-                                  mathjax=MATHJAX if math and mj else '')}
+                                  mathjax=MATHJAX if math and mj else '', open=open_html(page, github))}
         body, _ = exporter.from_notebook_node(nb, resources=resources)
         heads = headings(body)
         body = body.replace('<!--SITE-TOC-->', toc_html(heads), 1)
