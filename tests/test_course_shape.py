@@ -150,6 +150,9 @@ def test_no_solution_in_a_lesson(path):
     bad = [c.get('id') for c in cells_of(path) if c['cell_type'] == 'code'
            and ('solution' in c['metadata'].get('tags', []) or src(c).lstrip().startswith('# Solution'))]
     assert not bad, f'{path.name}: solution cells {bad}: move them to nbs/solutions/{path.name}'
+    md = '\n'.join(src(c) for c in cells_of(path) if c['cell_type'] == 'markdown')
+    said = re.findall(r'[^.\n]*solutions? (?:is|are) folded[^.\n]*', md, re.I)
+    assert not said, f'{path.name} still says its solutions are folded in it: {said}'
 
 
 @pytest.mark.parametrize('path', SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
