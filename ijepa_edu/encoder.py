@@ -195,7 +195,6 @@ VIT_SIZES = {  # name: (width, depth, heads, mlp_ratio), the official sizes
     'vit_tiny': (192, 12, 3, 4.0), 'vit_small': (384, 12, 6, 4.0), 'vit_base': (768, 12, 12, 4.0),
     'vit_large': (1024, 24, 16, 4.0), 'vit_huge': (1280, 32, 16, 4.0), 'vit_giant': (1408, 40, 16, 48 / 11)}
 
-# %% ../nbs/05_encoder.ipynb #31b9f97e
 def _vit(name, img_size, patch_size, **kwargs):
     dim, depth, heads, ratio = VIT_SIZES[name]
     return VisionTransformer(img_size=img_size, patch_size=patch_size, **{
@@ -206,27 +205,22 @@ def vit_tiny(img_size=224, patch_size=16, **kwargs):
     "ViT-Ti: width 192, depth 12, 3 heads."
     return _vit('vit_tiny', img_size, patch_size, **kwargs)
 
-# %% ../nbs/05_encoder.ipynb #3ecbce86
 def vit_small(img_size=224, patch_size=16, **kwargs):
     "ViT-S: width 384, depth 12, 6 heads."
     return _vit('vit_small', img_size, patch_size, **kwargs)
 
-# %% ../nbs/05_encoder.ipynb #3bbe1e55
 def vit_base(img_size=224, patch_size=16, **kwargs):
     "ViT-B: width 768, depth 12, 12 heads."
     return _vit('vit_base', img_size, patch_size, **kwargs)
 
-# %% ../nbs/05_encoder.ipynb #18a28902
 def vit_large(img_size=224, patch_size=16, **kwargs):
     "ViT-L: width 1024, depth 24, 16 heads."
     return _vit('vit_large', img_size, patch_size, **kwargs)
 
-# %% ../nbs/05_encoder.ipynb #ac8cefad
 def vit_huge(img_size=224, patch_size=16, **kwargs):
     "ViT-H: width 1280, depth 32, 16 heads."
     return _vit('vit_huge', img_size, patch_size, **kwargs)
 
-# %% ../nbs/05_encoder.ipynb #44f10f8a
 def vit_giant(img_size=224, patch_size=16, **kwargs):
     "ViT-g: width 1408, depth 40, 16 heads, MLP ratio 48/11."
     return _vit('vit_giant', img_size, patch_size, **kwargs)
