@@ -57,6 +57,17 @@ def test_readme_lists_every_lesson():
     core = [m.group(1) for m in ROW.finditer(readme)]
     assert core == [p.stem for p in LESSONS if not build_site.is_appendix(p.stem)], 'the README lists the core track, in order'
 
+def test_readme_core_table_matches_the_lessons():
+    "The README's core table (made by nbs/index.ipynb) shows each lesson's own one-line summary and its stated time, as the lessons say them today."
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    for m in ROW.finditer(readme):
+        cells = nbformat.read(ROOT / 'nbs' / f'{m.group(1)}.ipynb', as_version=4).cells
+        summary = re.search(r'^> (.*)$', cells[0].source, re.M).group(1)
+        minutes = build_site.objectives(nbformat.v4.new_notebook(cells=cells))[1]
+        assert m.group(3) == f'{summary} | about {minutes} min', (
+            f'{m.group(1)}: the README row is stale; re-run nbs/index.ipynb, then regenerate README.md '
+            '(jupyter nbconvert --to notebook --execute --inplace nbs/index.ipynb; see test_readme_is_generated_from_index)')
+
 def test_readme_is_a_front_page():
     "The README stays a front page (about 120 lines): the rest of what a reader needs is on the pages it links to."
     n = len((ROOT / 'README.md').read_text(encoding='utf-8').splitlines())
