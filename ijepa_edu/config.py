@@ -35,6 +35,7 @@ class TrainConfig:
     rope_base: float = 100.0              # rotary wavelength scale
     stop_std: float = 0.0                 # StoP: jitter (in patches) of the mask tokens' rotary positions (needs rope)
     target_layers: int = 1                # targets: average of the last K target-encoder blocks (1 = official; lesson 08)
+    targets: str = 'features'             # what the predictor regresses: 'features' (I-JEPA) or 'pixels' (the paper's Table 7 ablation; lesson 20)
     # masks (the official config names in comments)
     enc_mask_scale: tuple = (0.85, 1.0)   # context block: (min, max) fraction of the image
     pred_mask_scale: tuple = (0.15, 0.2)  # each target block: (min, max) fraction of the image
