@@ -36,7 +36,8 @@ def main(n_train, n_test, out):
     def log(name, accs, extra=None):
         r = {'date': datetime.date.today().isoformat(), 'row': name, 'train_images': len(xtr), 'test_images': len(xte),
              'k': 20, 'T': 0.07, **{f'knn_{k}': round(v, 2) for k, v in accs.items()}, **(extra or {})}
-        rows.append(r); print(json.dumps(r))
+        rows.append(r); print(json.dumps(r), flush=True)
+        with open(out, 'a') as f: f.write(json.dumps(r) + '\n')       # row by row: a stopped run keeps its rows
     ptr, pte = xtr.flatten(1), xte.flatten(1)
     log('raw pixels', both(ptr, ytr, pte, yte))
     for m in MODELS:
@@ -45,8 +46,6 @@ def main(n_train, n_test, out):
             ftr, _ = extract_features(enc, TensorDataset(xtr, ytr))
             fte, _ = extract_features(enc, TensorDataset(xte, yte))
             log(name, both(ftr, ytr, fte, yte), {'seed': cfg.seed, 'rope': bool(cfg.rope)})
-    with open(out, 'a') as f:
-        for r in rows: f.write(json.dumps(r) + '\n')
     print(f'{len(rows)} rows -> {out} in {time.time() - t0:.0f} s')
 
 

@@ -37,10 +37,11 @@ def encoder_tokens(encoder,   # a ViT with `blocks` and a final `norm`; any (B, 
 
 # %% ../nbs/10_evaluate.ipynb #03b5c8fd
 def _bar(progress, total, desc):
-    "A progress bar on stderr (tqdm) when `progress` is true, else None; long evaluations show one per step."
+    "A progress bar on stderr (tqdm) when `progress` is true, else None; it draws only where stderr is a terminal."
     if not progress: return None
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='step', leave=False, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit='step', leave=False, file=sys.stderr, dynamic_ncols=True,
+                disable=None)   # None: off when stderr is not a terminal (a log file, a notebook)
 
 @torch.no_grad()
 def _token_batches(encoder, dataset, batch_size, device, num_workers, layers, norm, progress=False):

@@ -407,3 +407,20 @@ def test_the_table_names_its_preprocessing_and_the_monitor_uses_it():
     assert 'standardised with the train statistics' in text.splitlines()[0]
     assert [l.split()[0] for l in text.splitlines()[2:]] == ['target', 'same', 'raw']
     assert 'standardised' in format_results(entry, markdown=True).splitlines()[-1]
+
+
+def test_progress_goes_to_stderr_and_changes_nothing(capsys, monkeypatch):
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=3)
+    x, y = torch.randn(40, 3, 16, 16), torch.arange(40) % 2
+    tr, te = TensorDataset(x[:30], y[:30]), TensorDataset(x[30:], y[30:])
+    kw = dict(probes='knn linear', linear_kw=dict(weight_decay=1e-2, min_steps=20))
+    quiet = evaluate_encoder(enc, tr, te, **kw)
+    assert capsys.readouterr().err == ''
+    import sys
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True, raising=False)            # as in a terminal
+    loud = evaluate_encoder(enc, tr, te, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert 'features of 30 images' in err and 'features of 10 images' in err and 'linear probe' in err, err
+    drop = lambda r: {k: v for k, v in r.items() if k != 'seconds'}
+    assert drop(loud) == drop(quiet)
