@@ -369,8 +369,8 @@ def mathjax_file():
     return f if f.exists() else None
 
 def open_html(page, github, branch='main'):
-    "A lesson's (or solutions notebook's) links to run it in Colab, where its first cell installs the course, and to its source."
-    if not github or page['kind'] not in ('core', 'appendix', 'solutions'): return ''
+    "A lesson's links to run it in Colab, where its first cell installs the course, and to its source."
+    if not github or page['kind'] not in ('core', 'appendix'): return ''
     path = page['source']
     colab = github.replace('https://github.com/', 'https://colab.research.google.com/github/')
     return (f'<div class="site-open"><a href="{colab}/blob/{branch}/{path}">Open in Colab</a> · '
