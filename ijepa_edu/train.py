@@ -175,10 +175,10 @@ def _summary(cfg, model, s, sampler, loader, device, world, total, ipe, elapsed,
             'skipped_steps': s.skipped, 'bad_images': loader.dataset.bad.value,
             'checkpoint': str(out / 'latest.pt'), 'log': str(out / 'log.csv')}
 
-def _finish(cfg, summary, model, root, device, out):
+def _finish(cfg, summary, model, root, device, out, quiet=False):
     "Rank 0, after training: the plot of the log, the final probes (`eval_probes`), and metrics.json."
     summary['plot'] = str(out / 'loss.png') if plot_log(out / 'log.csv', out / 'loss.png') else None
-    if cfg.eval_probes.split(): summary.update(evaluate_run(cfg, model, root, device))
+    if cfg.eval_probes.split(): summary.update(evaluate_run(cfg, model, root, device, **({'progress': False} if quiet else {})))
     (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -280,7 +280,7 @@ def train(cfg: TrainConfig, model=None, resume=False, force=False, overwrite=Fal
         if world > 1:                              # leave the group together: a rank that exits while its peers still
             dist.barrier(); dist.destroy_process_group()   # hold connections can abort; evaluation below is rank 0's
         summary = _summary(cfg, model, s, sampler, loader, device, world, total, ipe, time.time() - t0, out)
-        return _finish(cfg, summary, model, root, device, out) if main else summary
+        return _finish(cfg, summary, model, root, device, out, quiet) if main else summary
 
 # %% ../nbs/18_train.ipynb #d2b21377
 def _describe(cfg, s):
