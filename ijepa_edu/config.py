@@ -31,7 +31,7 @@ class TrainConfig:
     pred_emb_dim: int = 384               # predictor width
     pos_embed_scale: float = 1.0          # multiplies the fixed sin-cos positions (1 = official)
     patch_init_std: float = 0.02          # init std of the patch-embedding conv (0.02 = official)
-    rope: bool = False                    # 2-D rotary positions inside attention instead of the added sin-cos tables (lesson 05)
+    rope: bool = False                    # 2-D rotary positions inside attention instead of the added sin-cos tables (lesson 11; code in 05)
     rope_base: float = 100.0              # rotary wavelength scale
     stop_std: float = 0.0                 # StoP: jitter (in patches) of the mask tokens' rotary positions (needs rope)
     target_layers: int = 1                # targets: average of the last K target-encoder blocks (1 = official; lesson 08)
@@ -44,7 +44,7 @@ class TrainConfig:
     num_pred_masks: int = 4               # npred: target blocks per image
     min_keep: int = 10                    # fewest patches a context block may keep
     allow_overlap: bool = False           # may the context overlap the targets (no, officially)
-    truncate: str = 'pad'                 # equal mask lengths in a batch: 'pad' with -1 (every drawn patch trains); 'random'/'first': cut to the shortest (official)
+    truncate: str = 'pad'                 # equal mask lengths in a batch: 'pad' with -1 (every drawn patch trains); 'first': cut to the shortest, keeping the first patches (official); 'random': a random subset of that length
     pad_to: str = 'auto'                  # with 'pad': 'batch' (the longest mask), 'max' (fixed shapes), 'auto' ('max' if compile)
     official_masks: str = ''              # official sampler quirks: '' (none), 'all', or names joined by commas
     # optimisation
@@ -62,12 +62,12 @@ class TrainConfig:
     loss: str = 'smooth_l1'               # 'smooth_l1' (the official code) or 'l2' (the paper)
     vc_weight: float = 0.0                # variance-covariance penalty on pooled context features (0 = official)
     cov_weight: float = 1.0               # covariance term's weight inside that penalty
-    sigreg_weight: float = 0.0            # SIGReg on pooled context features (LeJEPA; 0 = off; lesson 11)
+    sigreg_weight: float = 0.0            # SIGReg on pooled context features (LeJEPA; 0 = off; lesson 31)
     # system
     device: str = 'auto'                  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     precision: str = 'auto'               # 'auto' (bf16 if the GPU has it, else fp16 + loss scaling; fp32 on CPU), 'bf16', 'fp16' or 'fp32'
     compile: bool = False                 # torch.compile encoder and predictor
-    grad_checkpointing: bool = False      # recompute each block in the backward pass: less memory, more time (lesson 05)
+    grad_checkpointing: bool = False      # recompute each block in the backward pass: less memory, more time (lesson 20)
     num_workers: int = 4                  # DataLoader worker processes (masks are drawn there too)
     seed: int = 0                         # seeds the weights, the data order, the crops and the masks
     # logging, checkpoints, evaluation
@@ -94,7 +94,7 @@ _PAPER = dict(batch_size=2048, start_lr=2e-4, lr=1e-3, final_lr=1e-6, weight_dec
 # %% ../nbs/16_config.ipynb #538373a1
 # CPU baby, set by experiment (lesson 11): pretrains and evaluates in 3-5 minutes on 2 cores. A small ViT (width 128,
 # depth 4), the variance-covariance penalty that keeps it from collapsing, and one epoch: the linear probe peaks there
-# (longer runs scored lower; lesson 11's last section says why). It keeps the official truncation of masks: padding
+# (longer runs scored lower; lesson 31 says why). It keeps the official truncation of masks: padding
 # trains 2.2x the context tokens but costs 2.4x the time per step on the CPU (bench/padding.py), and lesson 11's
 # results were measured this way
 _TINY = dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
@@ -104,11 +104,13 @@ _TINY = dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_di
 
 PRESETS = {
     'cifar10_tiny': _TINY,
-    # the main job (issue 12, lesson 11): the same network with the levers that won, sized for 15 minutes on the 2-core
+    # the main job (lessons 11 and 31): the same network with the levers that won, sized for 15 minutes on the 2-core
     # course machine with its evaluation. I-JEPA + VICReg penalty + rotary positions + targets from the last four
-    # blocks + a fixed EMA momentum, two epochs; probes fit on all 50,000 train images, the last four layers too
-    'cifar10_cpu': dict(_TINY, epochs=2, rope=True, target_layers=4, ema=(0.996, 0.996), eval_train_images=0,
-                        eval_probes='knn linear linear4'),
+    # blocks + a fixed EMA momentum, four epochs on data decoded once into memory (crops and masks drawn in batches:
+    # at two threads 365 images/s against 222 from JPEGs between steps; bench/cpu_levers.py); probes fit on all 50,000
+    # train images, the last four layers too; the online k-NN monitor on 5,000 train images, once an epoch
+    'cifar10_cpu': dict(_TINY, epochs=4, rope=True, target_layers=4, ema=(0.996, 0.996), data_in_memory=True,
+                        eval_train_images=0, eval_probes='knn linear linear4', knn_every=1, monitor_images=5000),
     # one GPU, about 10 minutes (designed from the CPU measurements; not yet timed on a GPU)
     'cifar10_small': dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=384, depth=8, num_heads=6,
                           pred_depth=4, pred_emb_dim=192, min_keep=4, batch_size=256, epochs=50, warmup=5,
