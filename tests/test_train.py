@@ -93,6 +93,7 @@ def test_cli_prints_what_ran_and_where(toy, tmp_path):
         f"ijepa_train: {tmp_path / 'cli'} already holds a run (latest.pt): continue it with --resume, choose another --out, "
         f"or pass --overwrite to delete it and start afresh."], r.stderr[-2000:]
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_field(toy, tmp_path):
     r = _run(['ijepa_train', '--data', str(toy), 'not_a_field=1'], tmp_path)
     assert r.returncode != 0 and 'Unknown config fields' in r.stderr
