@@ -34,7 +34,7 @@ class TrainConfig:
     rope: bool = False                    # 2-D rotary positions inside attention instead of the added sin-cos tables (lesson 11; code in 05)
     rope_base: float = 100.0              # rotary wavelength scale
     stop_std: float = 0.0                 # StoP: jitter (in patches) of the mask tokens' rotary positions (needs rope)
-    target_layers: int = 1                # targets: average of the last K target-encoder blocks (1 = official; lesson 08)
+    target_layers: int = 1                # targets: average of the last K target-encoder blocks (1 = official; lesson 11)
     targets: str = 'features'             # what the predictor regresses: 'features' (I-JEPA) or 'pixels' (the paper's Table 7 ablation; lesson 20)
     # masks (the official config names in comments)
     enc_mask_scale: tuple = (0.85, 1.0)   # context block: (min, max) fraction of the image
@@ -92,11 +92,11 @@ _PAPER = dict(batch_size=2048, start_lr=2e-4, lr=1e-3, final_lr=1e-6, weight_dec
               ema=(0.996, 1.0), dataset='imagefolder', num_workers=10)
 
 # %% ../nbs/16_config.ipynb #538373a1
-# CPU baby, set by experiment (lesson 11): pretrains and evaluates in 3-5 minutes on 2 cores. A small ViT (width 128,
-# depth 4), the variance-covariance penalty that keeps it from collapsing, and one epoch: the linear probe peaks there
-# (longer runs scored lower; lesson 31 says why). It keeps the official truncation of masks: padding
-# trains 2.2x the context tokens but costs 2.4x the time per step on the CPU (bench/padding.py), and lesson 11's
-# results were measured this way
+# CPU baby, set by experiment (lesson 31's run journal): pretrains and evaluates in 3-5 minutes on 2 cores. A small
+# ViT (width 128, depth 4), the variance-covariance penalty that keeps it from collapsing, and one epoch: the linear
+# probe peaks there (longer runs scored lower; lesson 31 says why). It cuts masks to the shortest (a random subset)
+# instead of padding: padding trains 2.2x the context tokens but costs 2.4x the time per step on the CPU
+# (bench/padding.py), and lesson 31's results were measured this way
 _TINY = dict(dataset='auto', img_size=32, patch_size=4, model='custom', embed_dim=128, depth=4, num_heads=4,
              pred_depth=4, pred_emb_dim=64, min_keep=4, batch_size=128, epochs=1, warmup=0.1,
              vc_weight=0.1, num_workers=0, truncate='random', log_every=5, diag_every=50, save_every_epochs=0,
