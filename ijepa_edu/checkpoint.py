@@ -205,6 +205,8 @@ def run_folder(out,              # the run folder (--out); created if needed
               ):
     "Hold `out` for one run: refuse a folder another run is writing to, or one that holds a run unless resuming or overwriting."
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: name a folder for the run (it is made if needed).")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / '.lock', 'a+') as f:
         if lock and not _lock(f):

@@ -246,6 +246,8 @@ def test_a_second_run_into_a_folder_that_holds_one_is_refused(toy, tmp_path):
     T.train(cfg_for(toy, tmp_path / 'r', max_steps='1'), overwrite=True, quiet=True)
     assert load_checkpoint(tmp_path / 'r' / 'latest.pt')['step'] == 1
     assert len(T.read_log(tmp_path / 'r' / 'log.csv')['loss'][0]) == 1                   # the new run's log alone
+    with pytest.raises(NotADirectoryError, match=r"--out \S+latest\.pt is a file, not a folder"):   # --out naming a file
+        T.train(cfg_for(toy, tmp_path / 'r' / 'latest.pt'), quiet=True)
 
 @pytest.mark.slow
 def test_a_run_into_a_folder_a_running_run_holds_is_refused(toy, tmp_path):
