@@ -73,7 +73,7 @@ class PeakMemory(TorchDispatchMode):
     PyTorch has no allocator statistics for the CPU; every operation passes through the dispatcher, so this
     mode adds each new output storage's size and subtracts it when the storage is freed. Views count once.
     Tensors made before the block (weights, inputs) and the allocator's own overhead are not counted.
-    (The same counter is taught in nbs/04_encoder.ipynb.)"""
+    (The same counter is taught in nbs/20_build.ipynb.)"""
     def __init__(self): super().__init__(); self.live = self.peak = 0; self.alive = set()
     def _freed(self, key, nbytes): self.live -= nbytes; self.alive.discard(key)
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
