@@ -156,7 +156,7 @@ def test_gpu_style_sync_free_steps_skip_and_stop_at_the_check(toy, tmp_path, mon
     without saving the state after it."""
     import test_faults
     monkeypatch.setattr(T, '_sync_free', lambda device: True)
-    monkeypatch.setattr(T, '_is_finite', lambda *a: pytest.fail('the sync-free loop read the loss in the step'))
+    monkeypatch.setattr(T, 'loss_is_finite', lambda *a: pytest.fail('the sync-free loop read the loss in the step'))
     test_faults.poison(monkeypatch, {2, 3}, value=float('inf'))
     with pytest.warns(UserWarning, match=r"steps 1-2: 1 step\(s\) had a non-finite loss: updates skipped"):
         s = T.train(cfg_for(toy, tmp_path / 's', on_nan='skip', max_steps='4', log_every='2'), quiet=True)
