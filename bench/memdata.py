@@ -1,5 +1,5 @@
 """Training data: the disk pipeline (JPEG decode, PIL RandomResizedCrop, collate, masks; what `ijepa_train` uses by
-default) against images held in memory with batched crops (`data_in_memory=true`, nbs/23_memdata.ipynb), side by side
+default) against images held in memory with batched crops (`data_in_memory=true`, nbs/26_memdata.ipynb), side by side
 in one run, in seconds per batch of 256 at 32 px (the CIFAR-10 presets). On a machine with CUDA a third row measures the
 in-memory loader with the images on the GPU (crops made there; the figure includes a synchronisation per batch).
 
