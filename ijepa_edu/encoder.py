@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['VIT_SIZES', 'Attention', 'MLP', 'Block', 'init_weights', 'apply_masks', 'MaskList', 'token_mask', 'grid_coords',
-           'rope_angles', 'apply_rope', 'run_blocks', 'check_rope_heads', 'VisionTransformer', 'vit_tiny', 'vit_small',
-           'vit_base', 'vit_large', 'vit_huge', 'vit_giant']
+           'rope_angles', 'rope_rotation', 'apply_rope', 'run_blocks', 'check_rope_heads', 'VisionTransformer',
+           'vit_tiny', 'vit_small', 'vit_base', 'vit_large', 'vit_huge', 'vit_giant']
 
 # %% ../nbs/05_encoder.ipynb #1503dab8
 import torch
@@ -116,12 +116,18 @@ def rope_angles(coords,     # (..., N, 2) row and column of each token, in patch
     ang = coords.float()[..., None] * freqs                                    # (..., N, 2, d/4)
     return rearrange(ang, '... n rc f -> ... n (rc f)')                    # (..., N, d/2)
 
+def rope_rotation(angles): # (B, N, d/2) from `rope_angles`
+    "cos and sin of the angles, (B, 1, N, d/2) each, in float32 even under autocast: computed once, shared by every block."
+    a = angles.float()[:, None]                                                # (B, 1, N, d/2)
+    return a.cos(), a.sin()
+
 def apply_rope(x,       # queries or keys (B, h, N, d)
-               angles): # (B, N, d/2) from `rope_angles`, shared by every head
+               angles): # (B, N, d/2) from `rope_angles`, or their (cos, sin) from `rope_rotation`, shared by every head
     "Rotate channel pairs (i, i + d/2) of every head by their token's angle."
-    a = angles[:, None].to(x.dtype)                                            # (B, 1, N, d/2)
+    cos, sin = angles if isinstance(angles, tuple) else rope_rotation(angles)  # 2 x (B, 1, N, d/2), float32
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)                                # rounded after the cos, not the angle before
     x1, x2 = x.chunk(2, dim=-1)                                                # 2 x (B, h, N, d/2)
-    return torch.cat([x1 * a.cos() - x2 * a.sin(), x1 * a.sin() + x2 * a.cos()], dim=-1)   # (B, h, N, d)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)       # (B, h, N, d)
 
 # %% ../nbs/05_encoder.ipynb #f9514b0d
 def run_blocks(blocks,               # Transformer blocks, applied in order
@@ -181,7 +187,7 @@ class VisionTransformer(nn.Module):
         if self.rope:                                                          # positions go to the attention
             xy = self.coords.expand(len(x), -1, -1)                            # (B, N, 2) row, col of each patch
             if masks is not None: xy = apply_masks(xy, masks, self.batched_gather)   # (len(masks) * B, K, 2)
-            angles = rope_angles(xy, self.embed_dim // self.num_heads, self.rope_base)
+            angles = rope_rotation(rope_angles(xy, self.embed_dim // self.num_heads, self.rope_base))   # cos, sin once
         else: x = x + self.pos_embed                                           # positions added to the tokens
         valid = None
         if masks is not None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from .patches import to_2tuple, get_2d_sincos_pos_embed
-from .encoder import Block, apply_masks, init_weights, run_blocks, grid_coords, rope_angles, token_mask, check_rope_heads
+from .encoder import Block, apply_masks, init_weights, run_blocks, grid_coords, rope_angles, rope_rotation, token_mask, check_rope_heads
 
 # %% ../nbs/06_predictor.ipynb #18c0c6d4
 def repeat_interleave_batch(x,       # (n * B, ...): n groups of B rows stacked along the batch
@@ -115,7 +115,7 @@ def _predict_rope(self:VisionTransformerPredictor, x, masks_x, masks, B):
     if self.training and self.stop_std: xy_t = xy_t + self.stop_std * torch.randn_like(xy_t)   # StoP
     queries = self.mask_token.expand(len(xy_t), xy_t.size(1), -1)             # (npred*nenc*B, Kt, d)
     x = torch.cat([x.repeat(len(masks), 1, 1), queries], dim=1)               # (npred*nenc*B, Kc+Kt, d)
-    angles = rope_angles(torch.cat([xy_c, xy_t], dim=1), x.size(-1) // self.num_heads, self.rope_base)
+    angles = rope_rotation(rope_angles(torch.cat([xy_c, xy_t], dim=1), x.size(-1) // self.num_heads, self.rope_base))
     x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, angles, mask=predictor_mask(masks_x, masks, B))
     return self.predictor_proj(self.predictor_norm(x)[:, xy_c.size(1):])      # (npred*nenc*B, Kt, D)
 
