@@ -41,8 +41,10 @@ def check_conversion(target,          # the model the weights go into, or its st
 
 # %% ../nbs/19_interop.ipynb #9eec2afb
 _ROPE = ("This encoder uses rotary positions (rope=True). transformers' IJepaModel and timm's VisionTransformer add a "
-         "position table to the tokens and have no rotary positions, so no model there computes what this one does: "
-         "only encoders trained with rope=False convert.")
+         "position table to the tokens and have no rotary positions. timm's rotary ViTs (vit_*_patch16_rope_*, its Eva "
+         "class) do rotate queries and keys, but they prepend a class token that every patch attends to, which this "
+         "encoder has no weights for, and they pair channels (2i, 2i+1) over (column, row) where ours pairs (i, i + d/2) "
+         "over (row, column); so no model there computes what this one does: only encoders trained with rope=False convert.")
 
 def encoder_spec(enc): # our `VisionTransformer`
     "The sizes that define our encoder, read from its modules: what a config on the other side must say."

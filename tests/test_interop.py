@@ -257,3 +257,13 @@ def test_convert_command_errors_are_one_line(run_ckpt, tmp_path):
     (tmp_path / 'cut.pt').write_bytes(run_ckpt.read_bytes()[:4000])
     assert 'truncated' in main_fails(ckpt=str(tmp_path / 'cut.pt'), out=out)
     assert not (tmp_path / 'out').exists()                   # nothing written
+
+
+def test_timm_rotary_vits_differ_as_the_refusal_says():
+    "The refusal of rope=True names what timm's rotary ViTs do otherwise; this holds it to the installed timm."
+    timm = pytest.importorskip('timm')
+    m = timm.create_model('vit_small_patch16_rope_224', pretrained=False)
+    assert m.num_prefix_tokens == 1 and m.cls_token is not None                  # a class token every patch attends to
+    assert m.rope.rotate_half is False and m.rope.grid_indexing == 'xy'           # pairs (2i, 2i+1), bands over (x, y)
+    with pytest.raises(ConversionError, match='class token'):
+        to_timm(tiny(rope=True))
