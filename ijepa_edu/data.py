@@ -46,8 +46,9 @@ def make_transforms(crop_size=224,            # output side in pixels
 
 # %% ../nbs/14_data.ipynb #07e21028
 def default_cache_dir():
-    "Where unpacked archives go: $IJEPA_CACHE, else ~/.cache/ijepa_edu."
-    return Path(os.environ.get('IJEPA_CACHE') or Path.home() / '.cache' / 'ijepa_edu').expanduser()
+    "The user's cache folder (unpacked archives, cached baseline rows): $IJEPA_CACHE, else $XDG_CACHE_HOME/ijepa_edu, else ~/.cache/ijepa_edu."
+    if os.environ.get('IJEPA_CACHE'): return Path(os.environ['IJEPA_CACHE']).expanduser()
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache').expanduser() / 'ijepa_edu' 
 
 def _lock(f):
     "Hold an exclusive lock on the open file `f` until it is closed (POSIX; elsewhere, the atomic rename alone)."

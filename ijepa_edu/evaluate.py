@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from fastcore.script import call_parse, Param, store_true
 from .config import TrainConfig
-from .data import resolve_data, make_dataset, make_transforms
+from .data import resolve_data, make_dataset, make_transforms, default_cache_dir
 from .checkpoint import load_checkpoint, strip_module_prefix, check_fits, CheckpointError, load_small, SMALL_FORMAT
 from .build import build_model, pick_device
 from .probes import parse_probes, evaluate_encoder, evaluate_pixels, extract_features, knn_accuracy, standardize
@@ -169,9 +169,8 @@ _NET_FIELDS = ('model', 'img_size', 'patch_size', 'embed_dim', 'depth', 'num_hea
                'sigreg_weight', 'target_layers', 'seed')   # what build_model reads, and the seed it is built with
 
 def cache_dir():
-    "The user's cache folder: $IJEPA_CACHE, else $XDG_CACHE_HOME/ijepa_edu, else ~/.cache/ijepa_edu."
-    if os.environ.get('IJEPA_CACHE'): return Path(os.environ['IJEPA_CACHE']).expanduser()
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache').expanduser() / 'ijepa_edu'
+    "The user's cache folder, where unpacked archives go too (`data.default_cache_dir`: one definition)."
+    return default_cache_dir()
 
 def data_identity(ds): # a dataset of (image tensor, label), e.g. from `probe_datasets`
     "What identifies a probe dataset: its size and a checksum of its labels and images (all of them when in memory)."
