@@ -48,7 +48,7 @@ def make_transforms(crop_size=224,            # output side in pixels
 def default_cache_dir():
     "The user's cache folder (unpacked archives, cached baseline rows): $IJEPA_CACHE, else $XDG_CACHE_HOME/ijepa_edu, else ~/.cache/ijepa_edu."
     if os.environ.get('IJEPA_CACHE'): return Path(os.environ['IJEPA_CACHE']).expanduser()
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache').expanduser() / 'ijepa_edu' 
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache').expanduser() / 'ijepa_edu'
 
 def _lock(f):
     "Hold an exclusive lock on the open file `f` until it is closed (POSIX; elsewhere, the atomic rename alone)."
