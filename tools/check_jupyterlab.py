@@ -4,7 +4,7 @@
     python tools/check_jupyterlab.py                      # nbs/01_patches.ipynb; screenshots in _screenshots/jupyterlab/
     python tools/check_jupyterlab.py nbs/04_masks.ipynb
 
-It lays out a temporary project (settings.ini + nbs/<the notebook>, outputs cleared, and one last cell added that prints a
+It lays out a temporary project (settings.ini + nbs/assets/ + nbs/<the notebook>, outputs cleared, and one last cell added that prints a
 random token), starts JupyterLab on 127.0.0.1 at a free port with a token and a throwaway config, opens the notebook in
 headless Chromium, chooses Run > Run All Cells, waits for the token to appear under the last cell, saves with
 File > Save Notebook, and checks the saved file: every code cell ran, none raised, the figures are there, and the
@@ -29,9 +29,11 @@ def free_port():
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def lay_out(nb_path, work, nonce):
-    "`work/settings.ini` and `work/nbs/<nb>`: outputs and counts cleared, a last cell printing `nonce` appended."
+    "`work/settings.ini`, `work/nbs/assets/` and `work/nbs/<nb>`: outputs and counts cleared, a last cell printing `nonce` appended."
     shutil.copy(ROOT / 'settings.ini', work / 'settings.ini')
     (work / 'nbs').mkdir()
+    if (ROOT / 'nbs' / 'assets').is_dir():   # the small models and records that ship with the course (11 MB), as in a clone
+        shutil.copytree(ROOT / 'nbs' / 'assets', work / 'nbs' / 'assets')
     nb = json.loads(Path(nb_path).read_text())
     for c in nb['cells']:
         if c['cell_type'] == 'code': c['outputs'], c['execution_count'] = [], None
