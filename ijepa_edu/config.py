@@ -106,8 +106,8 @@ PRESETS = {
     'cifar10_tiny': _TINY,
     # the main job (lessons 11 and 31): the same network with the levers that won, sized for 15 minutes on the 2-core
     # course machine with its evaluation. I-JEPA + VICReg penalty + rotary positions + targets from the last four
-    # blocks + a fixed EMA momentum, four epochs on data decoded once into memory (crops and masks drawn in batches:
-    # at two threads 365 images/s against 222 from JPEGs between steps; bench/cpu_levers.py); probes fit on all 50,000
+    # blocks + a fixed EMA momentum, four epochs on data decoded once into memory (crops and masks drawn in batches, on
+    # both threads: 397 images/s, 12.3 minutes with its evaluation; bench/README.md); probes fit on all 50,000
     # train images, the last four layers too; the online k-NN monitor on 5,000 train images, once an epoch
     'cifar10_cpu': dict(_TINY, epochs=4, rope=True, target_layers=4, ema=(0.996, 0.996), data_in_memory=True,
                         eval_train_images=0, eval_probes='knn linear linear4', knn_every=1, monitor_images=5000),
