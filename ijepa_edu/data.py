@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'SPLITS', 'MAX_BAD_IN_A_ROW', 'make_transforms', 'default_cache_dir',
-           'unpack_archive', 'resolve_data', 'make_dataset', 'ResumableSampler', 'SeededSamples', 'MaskedBatchCollate']
+           'unpack_archive', 'resolve_data', 'make_dataset', 'course_data', 'ResumableSampler', 'SeededSamples',
+           'MaskedBatchCollate']
 
 # %% ../nbs/14_data.ipynb #037ea645
 import os, gzip, zlib, hashlib, tarfile, shutil, tempfile, warnings
@@ -170,6 +171,18 @@ def make_dataset(root,            # folder from `resolve_data`
         folder = next((root / s for s in ('val', 'test') if (root / s).is_dir()), folder)
     _check_split(root, folder, split)
     return ImageFolder(folder, transform=transform)
+
+# %% ../nbs/14_data.ipynb #5971e11a
+def course_data(): # the lessons' data folder, or None
+    "CIFAR-10 for a lesson: $IJEPA_DATA if set, else torchvision's download into the cache folder (Colab, a laptop online); None where neither works."
+    data = os.environ.get('IJEPA_DATA')
+    try:
+        root = resolve_data(data) if data else resolve_data(default_cache_dir() / 'cifar10', create=True)
+        make_dataset(root, 'test')                                     # downloads CIFAR-10 there if it is missing
+        return root
+    except (OSError, RuntimeError, ValueError) as e:
+        print(f'No CIFAR-10 here ({str(e)[:120]}): the lesson uses generated images instead.')
+        return None
 
 # %% ../nbs/14_data.ipynb #fdfe8f30
 def _mix(*xs):

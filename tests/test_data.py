@@ -430,3 +430,14 @@ def test_resolve_data_creates_a_download_folder_only_when_asked(tmp_path):
     assert not target.exists()
     assert resolve_data(target, create=True) == target and target.is_dir()
     fct.test_fail(lambda: resolve_data(tmp_path / 'x.tar.gz', create=True), contains='does not exist')   # never for archives
+
+
+def test_course_data_uses_ijepa_data_or_says_why_not(toy, tmp_path, monkeypatch, capsys):
+    "The lessons' data: the folder IJEPA_DATA names; a missing one gives None and one line, and the lesson goes on."
+    from ijepa_edu.data import course_data
+    monkeypatch.setenv('IJEPA_DATA', str(toy))
+    assert course_data() == toy
+    monkeypatch.setenv('IJEPA_DATA', str(tmp_path / 'nowhere.tar.gz'))
+    assert course_data() is None
+    out = capsys.readouterr().out
+    assert out.count('\n') == 1 and 'No CIFAR-10 here' in out and 'generated images' in out
