@@ -8,6 +8,7 @@ from einops import rearrange
 
 import ijepa_edu.checks as checks
 import ijepa_edu.checks_training as checks_training
+from test_checks_training_new import LIBRARY as LIBRARY_11_13, WRONG as WRONG_11_13
 from ijepa_edu.masks import MaskCollator
 from ijepa_edu.patches import patchify
 from ijepa_edu.blocks import block_indices, block_size, sample_block_position, sample_block_size
@@ -55,11 +56,9 @@ LIBRARY = {'check_patchify': patchify, 'check_block_indices': block_indices,
            'check_position_share': position_share, 'check_knn_predict': knn_predict,
            'check_make_targets': lambda model, patches, tgt: model.make_targets(patches, tgt),
            'check_remove_overlap': checks._remove_overlap}
+LIBRARY.update(LIBRARY_11_13)             # lessons 11-13's checkers: their cases live in test_checks_training_new.py
 MODULES = (checks, checks_training)       # the checkers of lessons 01-06, and of the training lessons
-# lessons 11-13's checkers have their own file (tests/test_checks_training_new.py: library passes, named wrong answers,
-# never raises, the global generator left alone), so they are not repeated here
-TESTED_ELSEWHERE = {'check_variance_covariance', 'check_own_image_rate', 'check_fit_linear_decoder'}
-CHECKER_OF = {n: getattr(m, n) for m in MODULES for n in m.__all__ if n.startswith('check_') and n not in TESTED_ELSEWHERE}
+CHECKER_OF = {n: getattr(m, n) for m in MODULES for n in m.__all__ if n.startswith('check_')}
 CHECKERS = sorted(CHECKER_OF)
 
 
@@ -214,6 +213,7 @@ WRONG = [  # (checker, wrong answer, words its report must contain)
     ('check_knn_predict', _knn(lambda a, b: b @ a.T, lambda w, T: (w / T).exp()), 'raw dot products'),
     ('check_knn_predict', _knn(_cos, lambda w, T: w), 'weighted by the similarity itself'),
 ]
+WRONG += WRONG_11_13
 
 
 @pytest.mark.parametrize('name, fn, words', WRONG, ids=[f'{n}-{w[:30]}' for n, _, w in WRONG])
