@@ -11,10 +11,7 @@ from ijepa_edu.smallscale import variance_covariance
 from ijepa_edu.decoder import fit_linear_decoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny cases on shared cores: one torch thread is as fast."
-    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest's: tiny cases on shared cores run as fast on one thread
 
 
 def own_image_rate(pred, target):
