@@ -6,35 +6,25 @@ closer (cosine) to *its own image's* target at that position than to any other i
 (lesson 12's "picks its own image"; chance 1/B with B test images per batch), over 8 batches of 64 test images with
 the run's own mask settings. The targets are the run's own (`visualise.all_targets`: the model's `targets`, so a run
 trained on the average of its last K blocks, `target_layers=K`, is scored against those; before issue 23 this script
-used the last block for every run).
+used the last block for every run). Each row records `targets='model'` and `target_layers`: rows without them were
+scored against the last block, and `curve_asset.py` leaves their scores out for runs with `target_layers` > 1.
 
     python bench/experiments/content_score.py --data PATH runs/curve/rope_e2_s0/latest.pt [more checkpoints ...]
 """
-import argparse, dataclasses, json
+import argparse, hashlib, json
 from pathlib import Path
 import torch
-from ijepa_edu.checkpoint import load_checkpoint
-from ijepa_edu.config import TrainConfig
-from ijepa_edu.build import build_model, make_mask_collator
+from ijepa_edu.build import make_mask_collator
+from ijepa_edu.evaluate import load_run_model
 from ijepa_edu.data import resolve_data, make_dataset, make_transforms
 from ijepa_edu.diagnostics import position_share
 from ijepa_edu.visualise import all_targets, predict_blocks, prediction_scores
 
 
-def load_model(path):
-    "The run's `IJEPA` (context encoder, predictor, target encoder) as the checkpoint holds it, and its config."
-    ck = load_checkpoint(path)
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in ck['config'].items() if k in names})
-    model = build_model(cfg)
-    for k in ('encoder', 'predictor', 'target_encoder'): getattr(model, k).load_state_dict(ck[k])
-    return model.eval(), cfg, ck['step']
-
-
 @torch.no_grad()
 def scores(path, root, batches=8, batch=64):
     "{'pos_share', 'own_image_top1', 'chance', 'step'} for one checkpoint."
-    model, cfg, step = load_model(path)
+    model, cfg, ck = load_run_model(path)
     ds = make_dataset(root, 'test', cfg.dataset, transform=make_transforms(cfg.img_size, train=False))
     idx = torch.linspace(0, len(ds) - 1, batches * batch).long().tolist()          # evenly spaced over the classes
     x = torch.stack([ds[i][0] for i in idx])                                        # (batches * batch, 3, H, W)
@@ -45,8 +35,17 @@ def scores(path, root, batches=8, batch=64):
         me, mp = collator.sample(len(xb), gen=torch.Generator().manual_seed(b))
         s = prediction_scores(predict_blocks(model, xb, me, mp))
         top1.append((s['image_rank'] == 0).float().mean().item())
-    return dict(step=step, pos_share=round(position_share(h), 4), own_image_top1=round(100 * sum(top1) / len(top1), 2),
-                chance=round(100 / batch, 2))
+    return dict(step=ck['step'], pos_share=round(position_share(h), 4), own_image_top1=round(100 * sum(top1) / len(top1), 2),
+                chance=round(100 / batch, 2), targets='model', target_layers=cfg.target_layers,
+                eval_train_images=cfg.eval_train_images, data_in_memory=cfg.data_in_memory, run=run_identity(path, cfg))
+
+
+def run_identity(path, cfg):
+    "What ties a score to one run: the checkpoint's size and modification time, and the settings that change the run."
+    st = Path(path).stat()
+    key = json.dumps(dict(size=st.st_size, mtime=int(st.st_mtime), epochs=cfg.epochs, seed=cfg.seed,
+                          data_in_memory=cfg.data_in_memory, eval_train_images=cfg.eval_train_images), sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 if __name__ == '__main__':

@@ -5,8 +5,13 @@ run), scored by k-NN and a linear probe of the average-pooled target encoder fit
 and scored on all 10,000 test images, beside the same network at its random init. Sources, all in bench/results/:
 - 2026-11-26_tiny_recipe.jsonl (sin-cos positions + VICReg penalty, 0.5 / 1 / 2 epochs: `tiny_recipe.py`),
 - learning_curve.jsonl (rotary positions + VICReg penalty and the other recipes of issue 12: `learning_curve.py`),
-- content.jsonl (position share and own-image score of each checkpoint: `content_score.py`).
+- content.jsonl (position share and own-image score of each checkpoint: `content_score.py`). A run trained on the
+  average of its last four blocks (`tl4` recipes) takes a score only from a row scored against its own targets
+  (`targets='model'`, issue 23) of a run with this protocol; the older rows of those runs were scored against the last
+  block, their checkpoints are gone, so their scores are left out (`content_note` says so).
 The paper-settings line (no penalty) comes from lesson 11's first round (nbs/assets/smallscale/results.json: k-NN only).
+It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at 1x, 2x and 4x its length, scored as the main
+job scores itself (issue 24, item 4; `main_job_rows`).
 
     python bench/experiments/curve_asset.py
 """
@@ -53,9 +58,43 @@ def rows():
             c = json.loads(line); content[(c['recipe'], c['epochs'], c.get('seed', 0))] = c
     for r in out:
         c = content.get((r['recipe'], r['epochs'], r['seed']))
+        if c and 'tl4' in r['recipe'] and (c.get('targets') != 'model' or c.get('eval_train_images') != 10000):
+            c = None   # scored against the last block before issue 23, or another run of that name: withdrawn (checkpoint gone)
+            r['content_note'] = 'own-image score withdrawn: measured against last-block targets; checkpoint not kept'
         if c: r.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
         r['label'] = LABELS.get(r['recipe'], r['recipe'])
     return out
+
+
+MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 'linear_top1_random_init',
+             'linear4_top1_random_init', 'train_seconds', 'img_per_s')
+
+def main_job_rows():
+    """The main job's recipe (`cifar10_cpu`: rope_tl4_ema in memory) at 1x, 2x and 4x its four epochs, scored as the main
+    job scores itself (probes on all 50,000 train images, every row standardised), with each run's own-image score
+    against its own targets (content.jsonl rows with `targets='model'` of runs with that protocol)."""
+    content = {}
+    if (RES / 'content.jsonl').exists():
+        for line in (RES / 'content.jsonl').read_text().splitlines():
+            c = json.loads(line)
+            if c.get('targets') == 'model' and c.get('eval_train_images') == 0: content[(c['recipe'], c['epochs'], c['seed'])] = c
+    swing = {}   # the four-epoch runs were scored before the protocol change: their standardised k-NN is knn_swing.py's
+    if (RES / 'knn_swing.jsonl').exists():
+        for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
+            w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
+    out = {}
+    for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
+        r = json.loads(line); m, cfg = r['metrics'], r.get('config') or {}
+        if r['recipe'] != 'rope_tl4_ema' or not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0: continue
+        if 'linear4_top1' not in m: continue
+        row = dict(recipe=r['recipe'], epochs=r['epochs'], seed=r['seed'], **{k: m[k] for k in MAIN_KEYS if k in m})
+        if r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
+            row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
+            for k in ('knn_top1_random_init', 'linear_top1_random_init', 'linear4_top1_random_init'): row.pop(k, None)
+        c = content.get((r['recipe'], r['epochs'], r['seed']))
+        if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
+        out[(r['epochs'], r['seed'])] = row                      # a later run of the same length and seed replaces one
+    return [out[k] for k in sorted(out)]
 
 
 if __name__ == '__main__':
@@ -63,3 +102,6 @@ if __name__ == '__main__':
     data = rows()
     dest.write_text(json.dumps(data, indent=1) + '\n')
     for r in data: print(r['label'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('own_image_top1'))
+    main = main_job_rows()
+    (ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'curve.json').write_text(json.dumps(main, indent=1) + '\n')
+    for r in main: print('main job recipe', r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))

@@ -9,6 +9,10 @@ in the same time. A linear probe on pretrained features cannot be expected to be
 
     nice -n 10 python bench/experiments/supervised_ceiling.py --data PATH --epochs 6 --threads 1 [key=value ...]
 
+`--epochs` may be fractional (a budget in steps: the schedule ends there). Each point of the curve has the wall
+minutes and the process's CPU seconds of training so far: on a shared machine compare CPU seconds (one thread) with
+`bench/cpu_levers.py`'s CPU seconds per step of the self-supervised step, measured the same day.
+
 Appends one JSON line per run (the config, images/s, and test top-1 after each epoch) to `--results`.
 """
 import argparse, json, math, time
@@ -39,7 +43,7 @@ def test_top1(encoder, head, images, labels, size, batch=1000):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', required=True); ap.add_argument('--preset', default='cifar10_tiny')
-    ap.add_argument('--epochs', type=int, default=6); ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--epochs', type=float, default=6); ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--weight_decay', type=float, default=0.05); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--train_images', type=int, default=0, help='evenly spaced train images to use (0: all; a quick check)')
     ap.add_argument('--results', default=str(Path(__file__).parents[1] / 'results' / 'supervised_ceiling.jsonl'))
@@ -56,12 +60,12 @@ def main():
     params = [*encoder.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=a.weight_decay)
     ipe = len(train_x) // cfg.batch_size
-    total, warmup = a.epochs * ipe, max(1, round(cfg.warmup * ipe))
+    total, warmup = round(a.epochs * ipe), max(1, round(cfg.warmup * ipe))   # a fractional last epoch: a budget in steps
     gen = torch.Generator().manual_seed(a.seed)
-    curve, t0, step = [], time.time(), 0
-    for epoch in range(a.epochs):
+    curve, t0, c0, step = [], time.time(), time.process_time(), 0
+    for epoch in range(math.ceil(a.epochs)):
         order = torch.randperm(len(train_x), generator=gen)
-        for i in range(ipe):
+        for i in range(min(ipe, total - step)):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             boxes = random_resized_boxes(len(idx), *train_x.shape[2:], scale=cfg.crop_scale, gen=gen)   # (B, 4)
             flip = torch.rand(len(idx), generator=gen) < 0.5 if cfg.horizontal_flip else None
@@ -69,13 +73,15 @@ def main():
             for g in opt.param_groups: g['lr'] = lr_at(step, total, warmup, cfg.lr)
             loss = F.cross_entropy(head(encoder(x).mean(1)), train_y[idx])                          # pooled (B, D) -> (B, C)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); step += 1
-        train_s = time.time() - t0
+        train_s, train_cpu = time.time() - t0, time.process_time() - c0
         top1 = test_top1(encoder, head, test_x, test_y, cfg.img_size)
-        curve.append(dict(epoch=epoch + 1, train_minutes=round(train_s / 60, 2), test_top1=round(top1, 2), loss=round(loss.item(), 4)))
+        curve.append(dict(epoch=round(step / ipe, 3), train_minutes=round(train_s / 60, 2), train_cpu_s=round(train_cpu, 1), test_top1=round(top1, 2), loss=round(loss.item(), 4)))
         print(curve[-1], flush=True)
         t0 += time.time() - t0 - train_s                               # the test pass is not training time
+        c0 += time.process_time() - c0 - train_cpu
     row = dict(preset=a.preset, train_images=len(train_x), overrides=a.overrides, epochs=a.epochs, threads=a.threads, seed=a.seed,
                weight_decay=a.weight_decay, lr=cfg.lr, batch_size=cfg.batch_size, img_per_s=round(step * cfg.batch_size / train_s, 1),
+               cpu_ms_per_image=round(1000 * train_cpu / (step * cfg.batch_size), 3), steps=step,
                curve=curve, finished=time.strftime('%Y-%m-%d %H:%M'))
     with open(a.results, 'a') as f: f.write(json.dumps(row) + '\n')
     print(json.dumps(row))
