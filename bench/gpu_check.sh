@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The GPU checks in one go, within 8 minutes on one H100/H200 (each part has its own `timeout`, so a slow part cannot
-# eat the others' time):
+# The GPU checks in one go, within 9 minutes on one H100/H200 (each part has its own `timeout`, so a slow part cannot
+# eat the others' time). Issue 23's GPU items: 3 (padding as data) in parts 1, 2 and 4, 4 (rotary positions in fp32
+# under bf16) in part 4 with RECIPE_SET='rope=true', 5 (evaluation at ImageNet size) in parts 4 and 5, 6 (compile
+# never recompiles) in part 3.
 #   1. side     ViT-B/16, ViT-L/16, ViT-H/14 at batch 128: the official modules, ours on the same truncated masks,
 #               ours on the same draws padded with -1 (bench/gpu_step.py)
 #   2. giant    ViT-g/16 at batch 128 with gradient checkpointing, the same three runs
 #   3. compile  ours with pad_to='max': eager, then torch.compile, with the recompile count (COMPILE_MODELS: ViT-B/16)
-#   4. recipe   bench/gpu_recipe.sh: cifar10_small for RECIPE_MINUTES (default 1.25) on the data in GPU memory
+#   4. recipe   bench/gpu_recipe.sh: cifar10_small for RECIPE_MINUTES (default 1.25) on the data in GPU memory, with
+#               the overrides in RECIPE_SET (default none), ending with its own evaluation
+#   5. eval     bench/eval_cost.py: what the end-of-run evaluation costs (skipped while that file does not exist)
 #
 #   bench/gpu_check.sh [--toy] [--official PATH] [--data CIFAR10] [OUT_DIR]
 #   OFFICIAL=PATH CIFAR10=PATH bench/gpu_check.sh            # the same, from the environment
@@ -14,7 +18,7 @@
 # without it the official runs are skipped. CIFAR10 (or IJEPA_DATA) is the recipe's data; without it part 4 is skipped.
 # Results: OUT_DIR (default bench/results/gpu_check_<date>): one JSONL and one log per part, machine.txt, status.tsv
 # (part, exit code, seconds; 124 = timed out) and table.md. Part time limits in seconds (T_SIDE 130, T_GIANT 80,
-# T_COMPILE 140, T_RECIPE 110: 460 s in all, plus a few seconds of set-up) can be changed from the environment.
+# T_COMPILE 140, T_RECIPE 110, T_EVAL 60: 520 s in all, plus a few seconds of set-up) can be changed from the environment.
 # --toy: the same parts on the CPU with a one-block ViT-Ti (compile with the 'eager' backend), in well under a minute:
 # it checks the script and the code paths, it measures nothing.
 set -uo pipefail
@@ -37,14 +41,17 @@ py=${PYTHON:-python}
 
 if [ $toy = 1 ]; then
   common=(--toy); giant=(--toy --grad_ckpt); comp=(--toy --runs compile)
-  T_SIDE=${T_SIDE:-50}; T_GIANT=${T_GIANT:-50}; T_COMPILE=${T_COMPILE:-50}; T_RECIPE=${T_RECIPE:-120}
+  T_SIDE=${T_SIDE:-50}; T_GIANT=${T_GIANT:-50}; T_COMPILE=${T_COMPILE:-50}; T_RECIPE=${T_RECIPE:-120}; T_EVAL=${T_EVAL:-60}
+  evalargs=(--toy)
 else
   $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench/gpu_check.sh needs a CUDA GPU; on the CPU run: bench/gpu_check.sh --toy')" || exit 1
   common=(--models vit_base:16 vit_large:16 vit_huge:14 --batch 128)
   giant=(--models vit_giant:16 --batch 128 --grad_ckpt)
   comp=(--models ${COMPILE_MODELS:-vit_base:16} --batch 128 --runs compile)
-  T_SIDE=${T_SIDE:-130}; T_GIANT=${T_GIANT:-80}; T_COMPILE=${T_COMPILE:-140}; T_RECIPE=${T_RECIPE:-110}
+  T_SIDE=${T_SIDE:-130}; T_GIANT=${T_GIANT:-80}; T_COMPILE=${T_COMPILE:-140}; T_RECIPE=${T_RECIPE:-110}; T_EVAL=${T_EVAL:-60}
+  evalargs=()
 fi
+recipe_set=(${RECIPE_SET:-})
 off=()
 if [ -n "$official" ]; then
   [ -f "$official/src/models/vision_transformer.py" ] || { echo "bench/gpu_check.sh: OFFICIAL=$official has no src/models/vision_transformer.py: give the root of a facebookresearch/ijepa checkout (the folder holding src/)." >&2; exit 2; }
@@ -79,9 +86,15 @@ if [ -z "$data" ]; then
   echo "note: no CIFAR10 (or IJEPA_DATA) path: the recipe part is skipped." >&2
   printf 'recipe\tskipped\t0\n' >> "$out/status.tsv"
 elif [ $toy = 1 ]; then
-  part recipe "$T_RECIPE" $py bench/gpu_recipe.py --toy --quiet --data "$data" --out "$out/recipe"
+  part recipe "$T_RECIPE" $py bench/gpu_recipe.py --toy --quiet --data "$data" --out "$out/recipe" "${recipe_set[@]}"
 else
-  part recipe "$T_RECIPE" bash bench/gpu_recipe.sh "$data" "${RECIPE_MINUTES:-1.25}" --out "$out/recipe" --results "$out/recipe.jsonl"
+  part recipe "$T_RECIPE" bash bench/gpu_recipe.sh "$data" "${RECIPE_MINUTES:-1.25}" --out "$out/recipe" --results "$out/recipe.jsonl" "${recipe_set[@]}"
+fi
+if [ -f bench/eval_cost.py ]; then
+  part eval "$T_EVAL" $py bench/eval_cost.py "${evalargs[@]}"
+else
+  echo "note: bench/eval_cost.py does not exist yet: the eval part is skipped." >&2
+  printf 'eval\tskipped\t0\n' >> "$out/status.tsv"
 fi
 
 cat "$out"/side.jsonl "$out"/giant.jsonl "$out"/compile.jsonl 2>/dev/null > "$out/all.jsonl"

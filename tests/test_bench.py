@@ -1,5 +1,5 @@
 """The benchmark scripts run (smoke runs with tiny models; no timing is asserted), and their tools count right."""
-import json, os, subprocess, sys
+import json, os, subprocess, sys, types
 from pathlib import Path
 import pytest
 import torch
@@ -8,6 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
 import bench_util
 import gpu_step
+import jobs
 
 KEYS = {'benchmark', 'case', 'teaching', 'fast', 'unit', 'note'}
 
@@ -102,6 +103,109 @@ def test_tiny_recipe_table_reports_gaps_and_seed_spread():
     assert set(tiny_recipe.VARIANTS) >= {json.loads(l)['name'] for l in open(ROOT / 'bench/results/2026-11-26_tiny_recipe.jsonl')}
 
 
+# ---- bench/jobs.py: the job runner of bench's queues (small_sweep, learning_curve, tiny_recipe)
+
+FAKE_TRAIN = """import json, os, sys
+from pathlib import Path
+out, resume, fail = Path(sys.argv[1]), '--resume' in sys.argv, 'fail=1' in sys.argv
+with open(out.parent / 'calls.txt', 'a') as f: f.write(json.dumps([out.name, resume, os.environ['OMP_NUM_THREADS'], os.nice(0)]) + '\\n')
+if fail: sys.exit('ijepa_train: the fake job fails as asked')
+(out / 'log.csv').write_text('step,feat_std,pos_share\\n1,0.5,0.1\\n2,0.25,0.2\\n3,,\\n')
+(out / 'metrics.json').write_text(json.dumps(dict(train_seconds=2.0, img_per_s=3.0, final_loss=0.5, knn_top1=40.0, resumed=resume)))
+"""
+
+
+class FakeJob(jobs.Job):
+    "A job whose command is a tiny script: writes log.csv and metrics.json (or fails), and notes how it was called."
+    def command(self, data, resume=False):
+        return [sys.executable, '-c', FAKE_TRAIN, str(self.out), *(['--resume'] if resume else []), *self.overrides]
+
+
+def fake_queue(tmp_path):
+    return [FakeJob(n, ov, tmp_path / 'runs' / n, fields=dict(recipe=n[0])) for n, ov in
+            (('a_done', ['lr=1e-3']), ('b_stopped', ['lr=2e-3']), ('c_new', ['lr=5e-4']), ('d_fails', ['fail=1']))]
+
+
+def test_job_runner_runs_resumes_skips_and_collects(tmp_path, capsys):
+    "bench/jobs.py: one thread and `nice` per job; a finished folder is logged, not run; a stopped one resumes; reruns add nothing."
+    q, res = fake_queue(tmp_path), tmp_path / 'res.jsonl'
+    q[0].out.mkdir(parents=True); (q[0].out / 'metrics.json').write_text(json.dumps(dict(train_seconds=1.0, img_per_s=1.0)))
+    q[1].out.mkdir(parents=True); (q[1].out / 'latest.pt').touch()               # stopped in the middle: resumed
+    rows, failed = jobs.run_queue(q, 'DATA', res, at_once=2, poll=0.1)
+    assert failed == ['d_fails'] and 'the fake job fails as asked' in capsys.readouterr().err
+    calls = {c[0]: c[1:] for c in map(json.loads, (tmp_path / 'runs' / 'calls.txt').read_text().splitlines())}
+    assert set(calls) == {'b_stopped', 'c_new', 'd_fails'}                       # a_done was not run again
+    assert calls['b_stopped'][0] and not calls['c_new'][0]                       # --resume only where a run was stopped
+    assert all(c[1] == '1' and (c[2] >= os.nice(0) + 10 or c[2] == 19) for c in calls.values())   # one thread, niced
+    logged = jobs.read_rows(res)
+    assert [r['name'] for r in logged] == [r['name'] for r in rows] == ['a_done', 'b_stopped', 'c_new']
+    b = logged[1]
+    assert b['recipe'] == 'b' and b['overrides'] == ['lr=2e-3'] and b['config']['lr'] == 2e-3 and b['config']['preset'] == 'cifar10_tiny'
+    assert b['metrics']['resumed'] and b['diag'] == {'feat_std': '0.25', 'pos_share': '0.2'} and b['wall_s'] > 0
+    assert logged[0]['wall_s'] is None and Path(b['run']) == q[1].out
+    assert jobs.run_queue(q[:3], 'DATA', res, poll=0.1) == ([], [])            # everything finished and logged: nothing to do
+    assert 'already in' in capsys.readouterr().err and len(jobs.read_rows(res)) == 3
+
+
+def test_job_runner_collect_logs_what_finished_while_it_was_stopped(tmp_path, capsys):
+    "collect: finished folders the results file lacks are logged once; unfinished ones are named; the table prints them."
+    q, res = fake_queue(tmp_path), tmp_path / 'res.jsonl'
+    for j in q[:2]: j.out.mkdir(parents=True); (j.out / 'metrics.json').write_text(json.dumps(dict(train_seconds=1.0, img_per_s=1.0)))
+    (q[1].out / 'metrics.json').write_text(json.dumps({'evaluation': {'train_images': 10, 'knn_top1': 30.0}}))   # ijepa_eval only
+    (q[1].out / 'log.csv').write_text('step,img_per_s,elapsed_s\n5,10.0,60.0\n')
+    assert [r['name'] for r in jobs.collect(q, res)] == ['a_done', 'b_stopped']
+    assert 'c_new: not finished' in capsys.readouterr().err
+    assert jobs.collect(q, res) == [] and len(jobs.read_rows(res)) == 2
+    m = jobs.read_rows(res)[1]['metrics']
+    assert (m['knn_top1'], m['train_seconds'], m['steps'], m['eval_train_images']) == (30.0, 60.0, 5, 10)   # flattened, from the log
+    t = jobs.table(jobs.read_rows(res), [('run', lambda r: r['name'], 'l'), ('s', lambda r: r['metrics']['train_seconds'], 'r')])
+    assert t.splitlines() == ['| run | s |', '|---|---:|', '| a_done | 1.0 |', '| b_stopped | 60.0 |']
+
+
+def test_queue_scripts_print_the_saved_results_and_collect(tmp_path):
+    "The three queue scripts: --table prints every results file they wrote; learning_curve --collect logs a folder once."
+    sys.path.insert(0, str(ROOT / 'bench' / 'experiments'))
+    import learning_curve, small_sweep
+    run = lambda script, *args: subprocess.run([sys.executable, f'bench/experiments/{script}.py', *args], cwd=ROOT, capture_output=True, text=True)
+    for script, f, line in (('small_sweep', '2026-11-26_h100_small_sweep_4ep.jsonl', '| official | - | 29.36 | 28.57 | 0.0265 |  |  |'),
+                            ('tiny_recipe', '2026-11-26_tiny_recipe.jsonl', '| e1_base | epochs=1 | 228 | 37.51 | 26.13 | 43.61 | 34.08 | +9.53 |'),
+                            ('learning_curve', 'learning_curve.jsonl', '| rope | 8 | 10000 | 1 | 42.9 | 136 | 43.03 | 46.12 | 29.07 | 37.29 |'),
+                            ('learning_curve', 'table7.jsonl', '| rope_tl4_ema | 2 | 10000 | 2 |')):     # probe rows beside: skipped
+        res = run(script, '--table', f'bench/results/{f}')
+        assert res.returncode == 0 and line in res.stdout, (script, res.stderr[-1000:])
+    folder = tmp_path / 'curve' / 'rope_e2_s1'; folder.mkdir(parents=True)
+    (folder / 'metrics.json').write_text(json.dumps(dict(train_seconds=600.0, img_per_s=50.0, knn_top1=35.0, train_images=10000)))
+    res_file = tmp_path / 'lc.jsonl'
+    for _ in range(2): assert run('learning_curve', '--collect', str(folder), '--results', str(res_file), '--set', 'eval_probes=knn').returncode == 0
+    (row,) = jobs.read_rows(res_file)
+    assert (row['recipe'], row['epochs'], row['seed'], row['overrides'][-3:]) == ('rope', 2.0, 1, ['epochs=2', 'seed=1', 'eval_probes=knn'])
+    assert row['config']['rope'] and row['config']['epochs'] == 2.0 and row['config']['save_every_epochs'] == 0
+    assert '| rope | 2 | 10000 | 1 | 10.0 | 50 | 35.00 | - | - | - |' in learning_curve.table([row])
+    a = types.SimpleNamespace(out=str(tmp_path), extra=[], device='cpu', epochs=4.0, workers=2, train_images=0)
+    job = small_sweep.make_job('pos0.1', a)
+    assert job.config()['pos_embed_scale'] == 0.1 and job.config()['epochs'] == 4.0 and job.out == tmp_path / 'pos0.1'
+
+
+def test_learning_curve_runs_real_jobs_and_resumes_a_stopped_one(toy, tmp_path):
+    "learning_curve.py end to end with `ijepa_train` on the toy tree (3 steps): a run, a rerun that skips it, a resume."
+    cmd = [sys.executable, 'bench/experiments/learning_curve.py', '--data', str(toy), '--out', str(tmp_path / 'curve'), '--recipe',
+           'paper', '--epochs', '1', '--results', str(tmp_path / 'lc.jsonl'), '--set', 'device=cpu', 'batch_size=16', 'eval_probes=',
+           'knn_every=0', 'model=custom', 'embed_dim=32', 'depth=1', 'num_heads=2', 'pred_depth=1', 'pred_emb_dim=16']
+    run = lambda: subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    res = run()
+    assert res.returncode == 0, res.stdout[-1000:] + res.stderr[-2000:]
+    folder = tmp_path / 'curve' / 'paper_e1_s0'
+    (row,) = jobs.read_rows(tmp_path / 'lc.jsonl')
+    assert row['metrics']['steps'] == 3 and row['config']['embed_dim'] == 32 and Path(row['run']) == folder
+    assert '| paper | 1 | 10000 | 1 |' in res.stdout                            # (no probes: the table's old default)
+    res = run()
+    assert res.returncode == 0 and 'already in' in res.stderr and len(jobs.read_rows(tmp_path / 'lc.jsonl')) == 1
+    (folder / 'metrics.json').unlink()                                           # as if stopped before its summary
+    res = run()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(jobs.read_rows(tmp_path / 'lc.jsonl')) == 2 and jobs.finished(folder)   # resumed (--resume), not refused
+
+
 def test_init_soup_interpolates_between_init_and_trained():
     "bench/experiments/init_soup.py: a=1 gives the init's weights, a=0 the trained ones, a=0.5 their mean."
     sys.path.insert(0, str(ROOT / 'bench' / 'experiments'))
@@ -191,7 +295,8 @@ def test_gpu_check_toy_runs_end_to_end(tmp_path):
                          text=True, timeout=240)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     status = dict(l.split('\t')[:2] for l in (tmp_path / 'status.tsv').read_text().splitlines()[1:])
-    assert status == {'side': '0', 'giant': '0', 'compile': '0', 'recipe': 'skipped'}, status
+    evals = '0' if (ROOT / 'bench' / 'eval_cost.py').is_file() else 'skipped'          # the eval part, once that file exists
+    assert status == {'side': '0', 'giant': '0', 'compile': '0', 'recipe': 'skipped', 'eval': evals}, status
     side = [json.loads(l) for l in (tmp_path / 'side.jsonl').read_text().splitlines()]
     comp = [json.loads(l) for l in (tmp_path / 'compile.jsonl').read_text().splitlines()]
     giant = [json.loads(l) for l in (tmp_path / 'giant.jsonl').read_text().splitlines()]

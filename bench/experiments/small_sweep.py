@@ -1,11 +1,17 @@
 """Which small-budget I-JEPA settings learn on CIFAR-10? Pretrain each variant for the same number of images,
 then score k-NN top-1 (k=20, cosine, T=0.07) of the average-pooled target encoder on the test split, beside the
-same architecture at its random init and raw pixels. Runs variants in parallel processes (meant for a GPU).
+same architecture at its random init and raw pixels. Runs variants side by side through bench/jobs.py (meant for a
+GPU): each finished run appends one JSON line (name, overrides, the full config, metrics.json, its last diagnostics)
+to `--results`; start the same command again after a stop (finished runs are skipped).
 
-    python bench/small_sweep.py --data PATH --epochs 3 --jobs 4 [--only NAME ...]
+    python bench/experiments/small_sweep.py --data PATH --epochs 3 --jobs 4 [--only NAME ...]
+    python bench/experiments/small_sweep.py --table bench/results/2026-11-26_h100_small_sweep_4ep.jsonl
+    python bench/experiments/small_sweep.py --collect [FOLDER ...]     # log finished runs the results file lacks
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jobs
 
 # The cifar10_tiny model (width 128, depth 4) with the paper's objective (no penalty); each variant adds overrides.
 BASE = ['model=custom', 'embed_dim=128', 'depth=4', 'num_heads=4', 'pred_emb_dim=64', 'pred_depth=4', 'vc_weight=0']
@@ -44,51 +50,60 @@ def raw_pixel_knn(data, train_images=0):
     tr, te = probe_datasets(get_config('cifar10_tiny'), resolve_data(data), train_images)
     return evaluate_pixels(tr, te, probes='knn')['knn_top1']
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--data', required=True); ap.add_argument('--out', default='runs/sweep')
-    ap.add_argument('--epochs', type=float, default=3); ap.add_argument('--jobs', type=int, default=4)
+def make_job(name, a, out=None):
+    "One variant: cifar10_tiny with BASE and the variant's overrides, for `a.epochs`, in out/NAME."
+    return jobs.Job(name, [*BASE, *VARIANTS[name], *a.extra], Path(out or a.out) / name, fields=dict(changes=VARIANTS[name]),
+                    base=[f'device={a.device}', f'epochs={a.epochs}', f'num_workers={a.workers}', 'save_every_epochs=0',
+                          f'eval_train_images={a.train_images}', 'eval_probes=knn'])
+
+def rows_of(lines):
+    "Rows in one shape: this runner's, or the old script's printed lines {name: metrics.json + wall_s} (2026-11-26)."
+    rows = []
+    for r in lines:
+        if 'metrics' not in r and len(r) == 1:
+            (n, m), = r.items(); r = dict(name=n, changes=VARIANTS.get(n, []), metrics=m)
+        rows.append(r)
+    return rows
+
+def diag(r):
+    "The run's last diagnostics: from the row, else from its log if it is still there."
+    log = r['metrics'].get('log')
+    return r.get('diag') or (jobs.last_log_row(Path(log).parent, 'pos_share') if log else {})
+
+def table(rows):
+    "Markdown table: one line per variant (k-NN trained and at random init, final loss, last diagnostics)."
+    m = lambda k: lambda r: r['metrics'].get(k)
+    return jobs.table(rows_of(rows), [
+        ('variant', lambda r: r['name'], 'l'), ('overrides', lambda r: ' '.join(r.get('changes', [])) or '-', 'l'),
+        ('k-NN trained', m('knn_top1'), 'l'), ('k-NN random init', m('knn_top1_random_init'), 'l'),
+        ('final loss', lambda r: f"{r['metrics']['final_loss']:.4f}", 'l'), ('pos_share', lambda r: diag(r).get('pos_share', ''), 'l'),
+        ('feat_std', lambda r: diag(r).get('feat_std', ''), 'l')])
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    jobs.add_args(ap, Path(__file__).parents[1] / 'results' / 'small_sweep.jsonl', 'runs/sweep', jobs=4)
+    ap.add_argument('--epochs', type=float, default=3)
     ap.add_argument('--workers', type=int, default=3); ap.add_argument('--device', default='auto')
     ap.add_argument('--train_images', '--knn_train_images', dest='train_images', type=int, default=0,
                     help='train images the k-NN learns from (evenly spaced; 0: all)')
     ap.add_argument('--only', nargs='*'); ap.add_argument('--extra', nargs='*', default=[])
-    a = ap.parse_args()
-    names = a.only or list(VARIANTS)
-    procs, results, t0 = {}, {}, time.time()
-    queue = list(names)
-    while queue or procs:
-        while queue and len(procs) < a.jobs:
-            n = queue.pop(0)
-            out = Path(a.out) / n
-            cmd = [sys.executable, '-m', 'ijepa_edu.train', '--preset', 'cifar10_tiny', '--data', a.data, '--out', str(out),
-                   '--device', a.device, f'epochs={a.epochs}', f'num_workers={a.workers}', 'save_every_epochs=0', f'eval_train_images={a.train_images}', 'eval_probes=knn',
-                   *BASE, *VARIANTS[n], *a.extra]
-            out.mkdir(parents=True, exist_ok=True)
-            procs[n] = (subprocess.Popen(cmd, stdout=open(out / 'stdout.txt', 'w'), stderr=subprocess.STDOUT), time.time())
-        time.sleep(1)
-        for n, (p, ts) in list(procs.items()):
-            if p.poll() is None: continue
-            del procs[n]
-            mf = Path(a.out) / n / 'metrics.json'
-            r = json.loads(mf.read_text()) if mf.exists() else {'error': (Path(a.out) / n / 'stdout.txt').read_text()[-800:]}
-            r['wall_s'] = round(time.time() - ts, 1)
-            results[n] = r
-            print(json.dumps({n: r}), flush=True)
+    a = ap.parse_args(argv)
+    if a.table: print(table(jobs.read_rows(a.table))); return
+    names = [Path(f).name for f in a.collect] if a.collect else a.only or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown: ap.error(f'unknown variants {unknown}; choose from {list(VARIANTS)}')
+    outs = {Path(f).name: Path(f).parent for f in a.collect or []}
+    queue, t0 = [make_job(n, a, outs.get(n)) for n in names], time.time()
+    echo = lambda row: json.dumps({row['name']: {**row['metrics'], 'wall_s': row['wall_s']}})   # the old script's lines
+    if a.collect is not None: jobs.collect(queue, a.results, echo=echo); return
+    if not a.data: ap.error('--data is required to run variants (or pass --table FILE, or --collect)')
+    rows, failed = jobs.run_queue(queue, a.data, a.results, a.jobs, echo=echo)
     px = raw_pixel_knn(a.data, a.train_images)
     print(f"\nk-NN top-1 on CIFAR-10 test, {a.epochs} epochs each (raw pixels: {px:.2f})")
-    print('| variant | overrides | k-NN trained | k-NN random init | final loss | pos_share | feat_std |')
-    print('|---|---|---|---|---|---|---|')
-    for n in names:
-        r = results[n]
-        if 'error' in r: print(f'| {n} | failed | | | | | |'); continue
-        d = {}
-        logf = Path(r['log'])
-        if logf.exists():
-            import csv
-            rows = [row for row in csv.DictReader(open(logf)) if row['pos_share']]
-            if rows: d = rows[-1]
-        print(f"| {n} | {' '.join(VARIANTS[n]) or '-'} | {r.get('knn_top1')} | {r.get('knn_top1_random_init')} | "
-              f"{r['final_loss']:.4f} | {d.get('pos_share', '')} | {d.get('feat_std', '')} |")
+    logged = {jobs.row_folder(r): r for r in jobs.read_rows(a.results)}                # this queue's rows, in its order
+    print(table([logged[j.out.resolve()] for j in queue if j.out.resolve() in logged]))
+    for n in failed: print(f'| {n} | failed | | | | | |')
     print(f'total {time.time() - t0:.0f} s')
+    return 1 if failed else 0
 
-if __name__ == '__main__': main()
+if __name__ == '__main__': sys.exit(main())

@@ -4,15 +4,20 @@ run as its own one-thread process (several side by side); the run's own evaluati
 of the average-pooled target encoder, trained and at random init, with 10,000 train images and all 10,000 test images.
 
     python bench/experiments/tiny_recipe.py --data PATH [--jobs 2] [--only NAME ...] [--out runs/recipe]
+    python bench/experiments/tiny_recipe.py --collect [FOLDER ...] [--out runs/recipe]   # log finished runs the file lacks
     python bench/experiments/tiny_recipe.py --table bench/results/2026-11-26_tiny_recipe.jsonl   # print the measured table
 
-Every finished run appends one JSON line (name, overrides, metrics.json) to `--results`. The table gives each
+Every finished run appends one JSON line (name, overrides, the full config, metrics.json) to `--results`; the runner is
+bench/jobs.py (start the same command again after a stop: finished runs are skipped; `--collect` logs the ones that
+ended while it was stopped). The table gives each
 variant's gap (trained minus random init, in points) and, where a variant ran with several seeds, their mean and range:
 the seed-to-seed spread of one setting is about as large as most of the differences between settings.
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, sys
 from collections import defaultdict
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jobs
 
 # Overrides on top of `cifar10_tiny` (one epoch since this experiment; it had two before): 'seed=N' rows measure the
 # spread, e2_base is the old preset.
@@ -46,50 +51,40 @@ VARIANTS = {
     'e2_ema.998_s1':        ['epochs=2', 'ema=0.998,1.0', 'seed=1'],
 }
 
-def run(name, overrides, data, out):
-    "Start one variant as a one-thread `ijepa_train` process; returns (Popen, run folder)."
-    folder = Path(out) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, '-m', 'ijepa_edu.train', '--preset', 'cifar10_tiny', '--data', data, '--out', str(folder),
-           'knn_every=0', 'save_every_epochs=0', *overrides]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-    return subprocess.Popen(cmd, stdout=open(folder / 'stdout.txt', 'w'), stderr=subprocess.STDOUT, env=env), folder
+def make_job(name, out):
+    "One variant: `ijepa_train --preset cifar10_tiny` with its overrides, in out/NAME."
+    return jobs.Job(name, VARIANTS[name], Path(out) / name, base=['knn_every=0', 'save_every_epochs=0'])
 
 def table(rows):
     "Markdown table: one line per variant, then seed groups (mean and range of the linear gap)."
-    lines = ['| variant | overrides | train s | k-NN | k-NN random | linear | linear random | linear gap |', '|---|---|---:|---:|---:|---:|---:|---:|']
+    gap = lambda r: r['metrics']['linear_top1'] - r['metrics']['linear_top1_random_init']
+    f2 = lambda k: lambda r: f"{r['metrics'][k]:.2f}"
+    lines = [jobs.table(rows, [('variant', lambda r: r['name'], 'l'), ('overrides', lambda r: ' '.join(r['overrides']) or '-', 'l'),
+                               ('train s', lambda r: f"{r['metrics']['train_seconds']:.0f}", 'r'), ('k-NN', f2('knn_top1'), 'r'),
+                               ('k-NN random', f2('knn_top1_random_init'), 'r'), ('linear', f2('linear_top1'), 'r'),
+                               ('linear random', f2('linear_top1_random_init'), 'r'), ('linear gap', lambda r: f'{gap(r):+.2f}', 'r')])]
     groups = defaultdict(list)
-    for r in rows:
-        m = r['metrics']
-        gap = m['linear_top1'] - m['linear_top1_random_init']
-        lines.append(f"| {r['name']} | {' '.join(r['overrides']) or '-'} | {m['train_seconds']:.0f} | {m['knn_top1']:.2f} | "
-                     f"{m['knn_top1_random_init']:.2f} | {m['linear_top1']:.2f} | {m['linear_top1_random_init']:.2f} | {gap:+.2f} |")
-        groups[' '.join(o for o in r['overrides'] if not o.startswith('seed='))].append(gap)
-    lines += ['', '| setting | seeds | linear gap: mean | min | max |', '|---|---:|---:|---:|---:|']
-    lines += [f"| {k or '-'} | {len(v)} | {sum(v) / len(v):+.2f} | {min(v):+.2f} | {max(v):+.2f} |" for k, v in groups.items() if len(v) > 1]
+    for r in rows: groups[' '.join(o for o in r['overrides'] if not o.startswith('seed='))].append(gap(r))
+    seeds = [(k, v) for k, v in groups.items() if len(v) > 1]
+    lines += ['', jobs.table(seeds, [('setting', lambda g: g[0] or '-', 'l'), ('seeds', lambda g: len(g[1]), 'r'),
+                                     ('linear gap: mean', lambda g: f'{sum(g[1]) / len(g[1]):+.2f}', 'r'),
+                                     ('min', lambda g: f'{min(g[1]):+.2f}', 'r'), ('max', lambda g: f'{max(g[1]):+.2f}', 'r')])]
     return '\n'.join(lines)
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--data'); ap.add_argument('--out', default='runs/recipe'); ap.add_argument('--jobs', type=int, default=2)
-    ap.add_argument('--only', nargs='*'); ap.add_argument('--results', default=str(Path(__file__).parents[1] / 'results' / 'tiny_recipe.jsonl'))
-    ap.add_argument('--table', help='print the table of a results file and exit')
-    a = ap.parse_args()
-    if a.table: print(table([json.loads(l) for l in open(a.table)])); return
-    if not a.data: ap.error('--data is required to run variants (or pass --table FILE)')
-    queue, procs = list(a.only or VARIANTS), {}
-    unknown = [n for n in queue if n not in VARIANTS]
+    jobs.add_args(ap, Path(__file__).parents[1] / 'results' / 'tiny_recipe.jsonl', 'runs/recipe', jobs=2)
+    ap.add_argument('--only', nargs='*', help='these variants only (default: all)')
+    a = ap.parse_args(argv)
+    if a.table: print(table(jobs.read_rows(a.table))); return
+    names = [Path(f).name for f in a.collect] if a.collect else a.only or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
     if unknown: ap.error(f'unknown variants {unknown}; choose from {list(VARIANTS)}')
-    while queue or procs:
-        while queue and len(procs) < a.jobs:
-            n = queue.pop(0); procs[n] = run(n, VARIANTS[n], a.data, a.out)
-        time.sleep(2)
-        for n, (p, folder) in list(procs.items()):
-            if p.poll() is None: continue
-            del procs[n]
-            if p.returncode: print(f'{n}: failed, see {folder / "stdout.txt"}', file=sys.stderr); continue
-            row = dict(name=n, overrides=VARIANTS[n], metrics=json.loads((folder / 'metrics.json').read_text()))
-            with open(a.results, 'a') as f: f.write(json.dumps(row) + '\n')
-            print(table([row]).splitlines()[2], flush=True)
+    outs = {Path(f).name: Path(f).parent for f in a.collect or []}
+    queue = [make_job(n, outs.get(n, a.out)) for n in names]
+    echo = lambda row: table([row]).splitlines()[2]
+    if a.collect is not None: jobs.collect(queue, a.results, echo=echo); return
+    if not a.data: ap.error('--data is required to run variants (or pass --table FILE, or --collect)')
+    return 1 if jobs.run_queue(queue, a.data, a.results, a.jobs, echo=echo)[1] else 0
 
-if __name__ == '__main__': main()
+if __name__ == '__main__': sys.exit(main())
