@@ -140,15 +140,20 @@ def run_queue(jobs,             # the queue, in order
     done = [j for j in jobs if finished(j.out)]
     rows = collect(done, results, make, echo) if done else []
     queue, procs, failed = [j for j in jobs if j not in done], {}, []
-    while queue or procs:
-        while queue and len(procs) < at_once:
-            job = queue.pop(0); procs[job.name] = (job, start(job, data, threads, nice), time.time())
-        time.sleep(poll)
-        for name, (job, p, t0) in list(procs.items()):
-            if p.poll() is None: continue
-            del procs[name]
-            if p.returncode or not finished(job.out): print(failure(job), file=sys.stderr, flush=True); failed.append(name)
-            else: rows.append(append(results, make(job, wall_s=round(time.time() - t0, 1)), echo))
+    try:
+        while queue or procs:
+            while queue and len(procs) < at_once:
+                job = queue.pop(0); procs[job.name] = (job, start(job, data, threads, nice), time.time())
+            time.sleep(poll)
+            for name, (job, p, t0) in list(procs.items()):
+                if p.poll() is None: continue
+                del procs[name]
+                if p.returncode or not finished(job.out): print(failure(job), file=sys.stderr, flush=True); failed.append(name)
+                else: rows.append(append(results, make(job, wall_s=round(time.time() - t0, 1)), echo))
+    except KeyboardInterrupt:            # Ctrl-C reached the jobs too: each saves its checkpoint and stops
+        for job, p, _ in procs.values(): p.wait()
+        raise SystemExit(f'stopped: {len(procs)} runs saved where they were, {len(queue)} not started; '
+                         'start the same command again to resume.')
     return rows, failed
 
 
