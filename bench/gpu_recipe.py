@@ -21,11 +21,12 @@ TOY = ['model=custom', 'embed_dim=32', 'depth=1', 'num_heads=2', 'pred_depth=1',
 
 
 def train(preset, data, out, overrides, quiet=False):
-    "Run `ijepa_train` in a child process; returns its metrics.json as a dict."
+    "Run `ijepa_train` in a child process; returns its metrics.json as one flat dict (`knn_top1`, `knn_top1_random_init`, ...)."
+    from ijepa_edu.evaluate import flat_results
     cmd = [sys.executable, '-m', 'ijepa_edu.train', '--preset', preset, '--data', data, '--out', str(out), *overrides]
     print('$', ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else None)
-    return json.loads((Path(out) / 'metrics.json').read_text())
+    return flat_results(json.loads((Path(out) / 'metrics.json').read_text()))
 
 
 def curve(log_csv):

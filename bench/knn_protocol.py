@@ -9,7 +9,7 @@ import argparse, json, time, datetime
 from pathlib import Path
 import torch
 from ijepa_edu.data import resolve_data, make_dataset
-from ijepa_edu.evaluate import load_run_model, random_init_model, load_split, evenly_spaced
+from ijepa_edu.evaluate import load_run_model, random_init_model, probe_datasets, evenly_spaced
 from ijepa_edu.probes import extract_features, knn_accuracy, standardize
 from torch.utils.data import TensorDataset
 
@@ -26,7 +26,7 @@ def both(ftr, ytr, fte, yte):
 def main(n_train, n_test, out):
     root = resolve_data(None)
     t0 = time.time()
-    xtr, xte = load_split(root, 'train', n_train, 32), load_split(root, 'test', n_test, 32)
+    xtr, xte = probe_datasets(32, root, n_train, n_test, images=True)
     # the labels of the same evenly spaced images
     tr_ds, te_ds = (evenly_spaced(make_dataset(root, s), n) for s, n in (('train', n_train), ('test', n_test)))
     ytr = torch.tensor([tr_ds.dataset.targets[i] for i in tr_ds.indices])

@@ -23,7 +23,6 @@ from ijepa_edu.evaluate import evaluate_checkpoint, format_results
 from ijepa_edu.train import train
 
 PROBES = ('knn', 'linear', 'linear4')
-META = ('checkpoint', 'step', 'preset', 'encoder', 'data', 'device', 'date', 'random_init', 'pixels')   # not probe results
 
 
 def main(argv=None):
@@ -58,10 +57,12 @@ def main(argv=None):
         res['budget']['batch_size'] = cfg.batch_size
     t0 = time.time()                                               # the evaluation's one path: `ijepa_eval`'s
     entry = evaluate_checkpoint(ckpt, data=a.data, probes=PROBES, train_images=a.train_images, test_images=a.test_images,
-                                baselines=('random_init',) if a.no_pixels else True, device=a.device, write=False, quiet=True)
-    res['trained'] = {k: v for k, v in entry.items() if k not in META}
-    res['random_init'] = entry['random_init']
-    if 'pixels' in entry: res['pixels'] = entry['pixels']
+                                baselines=('random_init',) if a.no_pixels else True, device=a.device, write=False, quiet=True,
+                                features=False)                    # in memory: no feature chunks beside the run
+    rows, p = entry['rows'], entry['protocol']                     # the one results schema (lesson 27)
+    res['trained'] = {**rows['pretrained'], 'train_images': p['train_images'], 'test_images': p['test_images']}
+    res['random_init'] = rows['random_init']
+    if 'pixels' in rows: res['pixels'] = rows['pixels']
     res['eval_seconds'] = round(time.time() - t0, 1)
     b = res['budget']
     print(f"\nCIFAR-10 test top-1 (%), {a.preset} {' '.join(a.overrides)}: {b.get('steps')} steps"

@@ -68,6 +68,7 @@ class TrainConfig:
     precision: str = 'auto'               # 'auto' (bf16 if the GPU has it, else fp16 + loss scaling; fp32 on CPU), 'bf16', 'fp16' or 'fp32'
     compile: bool = False                 # torch.compile encoder and predictor
     grad_checkpointing: bool = False      # recompute each block in the backward pass: less memory, more time (lesson 20)
+    fsdp: bool = False                    # shard weights, gradients and AdamW states over the processes (FSDP2), for ViT-g and larger (lesson 18)
     num_workers: int = 4                  # DataLoader worker processes (masks are drawn there too)
     seed: int = 0                         # seeds the weights, the data order, the crops and the masks
     # logging, checkpoints, evaluation
@@ -81,6 +82,10 @@ class TrainConfig:
     stop_on_collapse: bool = False        # save and stop when the collapse alarm fires (default: warn once and go on)
     eval_probes: str = 'knn linear'       # probes on the target encoder after training (lesson 10): knn, linear, linear4, attentive; '' = none
     eval_train_images: int = 0            # train images the probes learn from (evenly spaced subset; 0 = the whole train split)
+    eval_test_images: int = 0             # test images they are scored on (evenly spaced subset; 0 = the whole test split)
+    eval_precision: str = 'fp32'          # the probes' encoding: 'fp32', or 'bf16' (autocast on the encoder; probes fit in fp32)
+    eval_workers: int = 0                 # DataLoader workers that decode the probes' images
+    eval_baselines: str = 'random_init pixels'   # rows beside the encoder's: its random init, raw pixels ('' = none)
     knn_every: float = 0                  # online k-NN monitor every this many epochs, and before the first step (0 = off)
     monitor_images: int = 2000            # train images for the online k-NN (evenly spaced; test images: half as many)
     preset: str = ''                      # the preset this config came from (set by `get_config`)
@@ -88,8 +93,13 @@ class TrainConfig:
     def to_dict(self): return asdict(self)
 
 # %% ../nbs/16_config.ipynb #9cfe471f
+# Their end-of-run evaluation is bounded (minutes, not hours): the probes fit on 12,811 evenly spaced train images
+# (1% of ImageNet-1k, the size of the paper's 1% low-shot split, about 13 per class) and are scored on 50,000 test
+# images (all of ImageNet-1k's val), encoded in bf16 by 10 workers, with no baseline rows (raw pixels at 224 px are
+# 150,528 numbers per image). metrics.json and the table say so; the full protocol is `ijepa_eval` (lesson 27).
 _PAPER = dict(batch_size=2048, start_lr=2e-4, lr=1e-3, final_lr=1e-6, weight_decay=0.04, final_weight_decay=0.4,
-              ema=(0.996, 1.0), dataset='imagefolder', num_workers=10)
+              ema=(0.996, 1.0), dataset='imagefolder', num_workers=10, eval_train_images=12811, eval_test_images=50000,
+              eval_precision='bf16', eval_workers=10, eval_baselines='')
 
 # %% ../nbs/16_config.ipynb #538373a1
 # CPU baby, set by experiment (lesson 31's run journal): pretrains and evaluates in 3-5 minutes on 2 cores. A small

@@ -24,7 +24,7 @@ from .encoder import Block, init_weights, apply_masks
 from .step import target_features
 from .checkpoint import CheckpointError
 from .build import make_mask_collator, pick_device
-from .evaluate import write_metrics, load_run_model, random_predictor, load_split, run_data
+from .evaluate import write_metrics, load_run_model, random_predictor, probe_datasets, run_data
 from .visualise import unnormalize, Predictions, predict_blocks, prediction_scores
 from .style import UNUSED, target_color
 
@@ -369,7 +369,7 @@ def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
     t0 = time.time()
     model, cfg, ck = load_run_model(ckpt)
     root, dev = run_data(data, cfg), pick_device(device)
-    x_train, x_test = load_split(root, 'train', train_images, cfg.img_size), load_split(root, 'test', test_images, cfg.img_size)
+    x_train, x_test = probe_datasets(cfg.img_size, root, train_images, test_images, images=True)
     if len(x_test) < 2: raise ValueError(f"{root} has {len(x_test)} test image(s): the scores need at least 2.")
     collator = make_mask_collator(cfg, truncate='random')   # equal lengths: pixel targets need no padding
     decoder, res = fit_and_score(model.to(dev), x_train, x_test, collator, random_init_predictor=random_predictor(cfg), **kw)

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['PROTOCOL', 'PREPROCESSING', 'load_run_encoder', 'random_init_model', 'random_init_encoder', 'load_run_model',
-           'random_predictor', 'load_split', 'evenly_spaced', 'probe_datasets', 'write_metrics', 'format_results',
-           'cache_dir', 'data_identity', 'baseline_key', 'cache_path', 'cached_row', 'run_data', 'baseline_rows',
-           'evaluate_checkpoint', 'main', 'KnnMonitor', 'evaluate_run']
+           'random_predictor', 'evenly_spaced', 'probe_datasets', 'write_metrics', 'protocol', 'results_of',
+           'format_results', 'flat_results', 'cache_dir', 'data_identity', 'baseline_key', 'cache_path', 'cached_row',
+           'run_data', 'baseline_rows', 'evaluate_checkpoint', 'main', 'KnnMonitor', 'evaluate_run']
 
 # %% ../nbs/27_evaluate_runs.ipynb #6bc1b4eb
 import os, sys, json, time, hashlib, warnings, dataclasses
@@ -18,7 +18,8 @@ from .config import TrainConfig
 from .data import resolve_data, make_dataset, make_transforms, default_cache_dir
 from .checkpoint import load_checkpoint, strip_module_prefix, check_fits, CheckpointError, load_small, SMALL_FORMAT
 from .build import build_model, pick_device
-from .probes import parse_probes, evaluate_encoder, evaluate_pixels, extract_features, knn_accuracy, standardize
+from .probes import PROBES, parse_probes, evaluate_encoder, evaluate_pixels, extract_features, knn_accuracy, standardize, probe_pooled
+from .data import weights_hash, open_store, extract_chunks, read_chunks
 
 # %% ../nbs/27_evaluate_runs.ipynb #b0f17de7
 def load_run_encoder(path,            # a checkpoint written by `ijepa_train` (latest.pt, ep*.pt)
@@ -69,16 +70,6 @@ def random_predictor(cfg): # the run's TrainConfig
     "The predictor the run started from (lesson 27's `random_init_model`, built with the run's seed)."
     return random_init_model(cfg).predictor
 
-def load_split(root,           # data folder from `resolve_data`
-               split,          # 'train' or 'test'
-               n,              # evenly spaced images to keep (0: all)
-               img_size,       # side in pixels (the evaluation transform: resize and centre crop)
-               batch_size=500, # images decoded per step
-              ):               # normalised images (n, C, H, W)
-    "Evenly spaced images of a split (every class in proportion), decoded once into one tensor."
-    ds = evenly_spaced(make_dataset(root, split, transform=make_transforms(img_size, train=False)), n)
-    return torch.cat([x for x, _ in DataLoader(ds, batch_size=batch_size)])
-
 # %% ../nbs/27_evaluate_runs.ipynb #55c41b20
 def evenly_spaced(ds, n): # a dataset, and how many items to keep (0 or None: all)
     "n items of `ds` spread evenly over all of it (in a class-sorted folder every class keeps its share, to one item)."
@@ -88,29 +79,39 @@ def evenly_spaced(ds, n): # a dataset, and how many items to keep (0 or None: al
 def _in_memory(ds, batch_size=256, num_workers=0, limit=2**30):
     "Decode a small dataset once into tensors, so that several encoders and the pixels reuse it; larger ones stay on disk."
     x0 = ds[0][0]
-    if not torch.is_tensor(x0) or len(ds) * x0.numel() * 4 > limit: return ds
+    if not torch.is_tensor(x0) or (limit is not None and len(ds) * x0.numel() * 4 > limit): return ds
     xs, ys = zip(*DataLoader(ds, batch_size=batch_size, num_workers=num_workers))
     return TensorDataset(torch.cat(xs), torch.cat([torch.as_tensor(y) for y in ys]))
 
-def probe_datasets(cfg,            # the run's TrainConfig: its dataset and image size
+def probe_datasets(cfg,            # the run's TrainConfig (its dataset and image size), or an image size in pixels
                    root,           # the data folder, from `resolve_data`
                    n_train=0,      # evenly spaced train images the probes learn from (0 or None: all)
                    n_test=0,       # evenly spaced test images they are scored on (0 or None: all)
                    download=True,  # for dataset='cifar10': may torchvision download it? (`ijepa_eval` says no)
                    batch_size=256, # images per decoding batch
                    num_workers=0,  # DataLoader workers for decoding
+                   images=False,   # True: only the images, always decoded, as two tensors (n, C, H, W) (lesson 13's decoder)
                   ):               # (train dataset, test dataset) of (image, label), with the evaluation transforms
     "The probes' data: evenly spaced train and test images with the evaluation transforms, decoded once into memory if small."
-    tfm = make_transforms(cfg.img_size, train=False)
-    return tuple(_in_memory(evenly_spaced(make_dataset(root, split, cfg.dataset, tfm, download=download), n), batch_size, num_workers)
-                 for split, n in (('train', n_train), ('test', n_test)))
+    img_size, dataset = (cfg, 'auto') if isinstance(cfg, int) else (cfg.img_size, cfg.dataset)
+    tfm, out = make_transforms(img_size, train=False), []
+    for split, n in (('train', n_train), ('test', n_test)):
+        full = make_dataset(root, split, dataset, tfm, download=download)
+        ds = _in_memory(evenly_spaced(full, n), batch_size, num_workers, limit=None if images else 2**30)
+        ds.split_size = len(full)                                     # what it was drawn from: the results say so
+        out.append(ds.tensors[0] if images else ds)
+    return tuple(out)
 
 # %% ../nbs/27_evaluate_runs.ipynb #bb953d1b
 def _merge(old, new):
-    "new over old, one level into nested dicts (baselines measured in another call are kept)."
-    return {**old, **{k: {**old[k], **v} if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in new.items()}}
+    "new over old, into nested dicts at every level (rows and probes measured in another call are kept)."
+    return {**old, **{k: _merge(old[k], v) if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in new.items()}}
 
-_SAME_EVAL = ('checkpoint', 'step', 'encoder', 'train_images', 'test_images')
+def _same_eval(a, b):
+    "The same weights, encoder, images and encoding (an older entry keeps its images at the top, not under 'protocol')."
+    pa, pb = a.get('protocol', a), b.get('protocol', b)
+    return all(a.get(f) == b.get(f) for f in ('checkpoint', 'step', 'encoder')) and \
+           all(pa.get(f) == pb.get(f) for f in ('train_images', 'test_images', 'precision'))
 
 def write_metrics(path,   # metrics.json of the run (created if missing)
                   key,    # the entry to add or update, e.g. 'evaluation'
@@ -126,7 +127,7 @@ def write_metrics(path,   # metrics.json of the run (created if missing)
             warnings.warn(f"{path} was not a JSON object; it was moved to {bad} and a new one started.")
             m = {}
     old = m.get(key)
-    same = isinstance(old, dict) and all(old.get(f) == entry.get(f) for f in _SAME_EVAL)
+    same = isinstance(old, dict) and _same_eval(old, entry)
     if isinstance(old, dict) and not same: m.setdefault(f'{key}_previous', []).append(old)   # kept, oldest first
     m[key] = _merge(old, entry) if same else entry                         # same images and weights: add the new probes
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
@@ -138,30 +139,61 @@ def write_metrics(path,   # metrics.json of the run (created if missing)
 PROTOCOL = 2   # the probes' protocol: raise it when their preprocessing or defaults change (cached rows then go unused)
 PREPROCESSING = 'features standardised with the train statistics before every probe'
 _COLS = (('knn_top1', 'k-NN'), ('linear_top1', 'linear'), ('linear4_top1', 'linear, last 4'), ('attentive_top1', 'attentive'))
-_ROWS = (('context', 'context encoder'), ('random_init', 'same net, random init'), ('pixels', 'raw pixels'))
+_ROWS = (('pretrained', None), ('context', 'context encoder'), ('random_init', 'same net, random init'), ('pixels', 'raw pixels'))
+_is_probe = lambda k: k.split('_')[0] in PROBES and k.count('_')   # knn_top1, linear_weight_decay, linear4_layers, ...
 
-def _row(entry, key):
-    "A row beside the encoder's: a nested dict (as `evaluate_checkpoint` writes it), or a summary's `*_top1_<key>` fields."
-    if isinstance(entry.get(key), dict): return entry[key]
-    return {k[:-len(key) - 1]: v for k, v in entry.items() if k.endswith('_top1_' + key)}
+def protocol(train_ds, test_ds,  # the probes' datasets (from `probe_datasets`, which notes the splits they were drawn from)
+             precision='fp32'):  # how the encoder ran
+    "How the rows were measured: the images and the splits they come from, the encoding, the preprocessing."
+    n, N = (len(train_ds), len(test_ds)), (getattr(train_ds, 'split_size', None), getattr(test_ds, 'split_size', None))
+    return {'version': PROTOCOL, 'train_images': n[0], 'train_split': N[0], 'test_images': n[1], 'test_split': N[1],
+            'subset': any(s is not None and k < s for k, s in zip(n, N)), 'precision': precision, 'preprocessing': PREPROCESSING}
 
-def format_results(entry,          # `evaluate_checkpoint`'s entry, `train`'s summary, or rows put together the same way
+def results_of(m): # an evaluation entry, a training summary or a whole metrics.json, of this version or an older one
+    "Results in the one schema: {'rows': {'pretrained', 'random_init', 'pixels', ...}, 'protocol': {...}, 'checkpoint', 'step', ...}."
+    if 'rows' in m: return m
+    if isinstance(m.get('evaluation'), dict):                  # a metrics.json or a summary: its evaluation entry
+        r, own = results_of(m['evaluation']), results_of({k: v for k, v in m.items() if k != 'evaluation'})
+        if 'rows' not in m['evaluation'] and own['protocol'] == r['protocol']:   # an older file, the same images:
+            r['rows'] = {**{k: v for k, v in own['rows'].items() if k != 'pretrained'}, **r['rows']}   # the run's baselines
+        return {'checkpoint': m.get('checkpoint'), 'step': m.get('steps'), 'preset': m.get('preset'), **{k: v for k, v in r.items() if v is not None}}
+    rows = {'pretrained': {k: v for k, v in m.items() if _is_probe(k) and not k.endswith(('_random_init', '_pixels', '_context'))}}
+    for name in ('context', 'random_init', 'pixels'):          # nested (older ijepa_eval) or suffixed (older summaries)
+        rows[name] = m[name] if isinstance(m.get(name), dict) else {k[:-len(name) - 1]: v for k, v in m.items()
+                                                                    if _is_probe(k) and k.endswith('_' + name)}
+    meta = {**{k: m[k] for k in ('checkpoint', 'preset', 'encoder', 'data', 'device', 'date') if k in m},
+            'step': m.get('step', m.get('steps')), 'seconds': m.get('eval_seconds', m.get('seconds'))}
+    return {**{k: v for k, v in meta.items() if v is not None}, 'rows': {k: v for k, v in rows.items() if v},
+            'protocol': {'train_images': m.get('train_images'), 'test_images': m.get('test_images'), 'precision': 'fp32'}}
+
+def _images(p, split):
+    n, N = p.get(f'{split}_images'), p.get(f'{split}_split')
+    return f"{n:,}" + (f" of {N:,} (evenly spaced)" if N and n < N else '') if n is not None else '?'
+
+def format_results(entry,          # an evaluation (`evaluate_checkpoint`, `evaluate_run`), a summary or metrics.json, of any version
                    markdown=False, # a Markdown table without the header line, e.g. for a README
                   ):               # the table, as text
     "The results table: one row per feature set (the encoder, the other encoder, its random init, raw pixels), one column per probe."
-    rows = [(f"{entry.get('encoder', 'target')} encoder", entry)] + [(name, _row(entry, key)) for key, name in _ROWS]
-    rows = [(name, r) for name, r in rows if r]
-    cols = [(k, h) for k, h in _COLS if any(k in r for _, r in rows)]
-    cell = lambda r, k, fmt: format(r[k], fmt) if k in r else '-'
+    r = results_of(entry); p = r['protocol']
+    rows = [(name or f"{r.get('encoder') or 'target'} encoder", r['rows'][key]) for key, name in _ROWS if r['rows'].get(key)]
+    cols = [(k, h) for k, h in _COLS if any(k in row for _, row in rows)]
+    cell = lambda row, k, fmt: format(row[k], fmt) if k in row else '-'
+    bf16 = ', encoded in bf16' if p.get('precision') == 'bf16' else ''    # and a subset is named with its split's size
     if markdown:
+        note = f"probes fit on {_images(p, 'train')} train images, scored on {_images(p, 'test')}{bf16}; " if p.get('subset') or bf16 else ''
         return '\n'.join(['| features | ' + ' | '.join(h for _, h in cols) + ' |', '|---|' + '---:|' * len(cols)] +
-                         [f'| {name} | ' + ' | '.join(cell(r, k, '.2f') for k, _ in cols) + ' |' for name, r in rows] +
-                         ['', f'Top-1 %; {PREPROCESSING}.'])
-    head = (f"{entry.get('checkpoint', '')} (step {entry.get('step', entry.get('steps'))}, {entry.get('preset') or 'run'}): "
-            f"top-1 % on {entry['test_images']:,} test images, probes fit on {entry['train_images']:,} train images, "
-            f"{PREPROCESSING}")
+                         [f'| {name} | ' + ' | '.join(cell(row, k, '.2f') for k, _ in cols) + ' |' for name, row in rows] +
+                         ['', f'Top-1 %; {note}{PREPROCESSING}.'])
+    head = (f"{r.get('checkpoint') or ''} (step {r.get('step')}, {r.get('preset') or 'run'}): top-1 % on {_images(p, 'test')} "
+            f"test images, probes fit on {_images(p, 'train')} train images{bf16}, {PREPROCESSING}")
     return '\n'.join([head, f"{'features':<24}" + ''.join(f'{h:>16}' for _, h in cols)] +
-                     [f'{name:<24}' + ''.join(f"{cell(r, k, '.2f'):>16}" for k, _ in cols) for name, r in rows])
+                     [f'{name:<24}' + ''.join(f"{cell(row, k, '.2f'):>16}" for k, _ in cols) for name, row in rows])
+
+def flat_results(m): # a metrics.json (a dict), of any version
+    "The summary's keys, and every row's scores flat (`knn_top1`, `knn_top1_random_init`, ..., `train_images`): bench's tables."
+    r, out = results_of(m), {k: v for k, v in m.items() if not isinstance(v, (dict, list)) and not _is_probe(k)}
+    for name, row in r['rows'].items(): out.update({k if name == 'pretrained' else f'{k}_{name}': v for k, v in row.items() if _is_probe(k)})
+    return {**out, 'train_images': r['protocol'].get('train_images'), 'test_images': r['protocol'].get('test_images')}
 
 # %% ../nbs/27_evaluate_runs.ipynb #c4e1b0a2
 _NET_FIELDS = ('model', 'img_size', 'patch_size', 'embed_dim', 'depth', 'num_heads', 'rope', 'rope_base', 'pred_emb_dim',
@@ -222,8 +254,8 @@ def run_data(data, cfg):
                                 f"ran) does not exist from here: pass --data PATH.") from None
 
 def _baselines(b):
-    "True -> both baselines, False/None -> none, else the names given (checked)."
-    names = ('random_init', 'pixels') if b is True else () if not b else (b,) if isinstance(b, str) else tuple(b)
+    "True -> both baselines, False/None -> none, else the names given ('random_init pixels' too; checked)."
+    names = ('random_init', 'pixels') if b is True else () if not b else tuple(b.split()) if isinstance(b, str) else tuple(b)
     if bad := [n for n in names if n not in ('random_init', 'pixels')]:
         raise ValueError(f"Unknown baseline {bad[0]!r}: choose 'random_init' and/or 'pixels' (or True for both).")
     return names
@@ -235,23 +267,41 @@ def baseline_rows(cfg,                  # the run's TrainConfig (network, seed, 
                   cache=None,           # a folder; None: `cache_dir()`; False: always compute
                   progress=False,       # progress bars and a line per row on stderr
                   device='cpu', batch_size=256, num_workers=0, k=20, T=0.07, linear_kw=None, attentive_kw=None, seed=0,
+                  precision='fp32',     # the random init's encoding ('bf16': autocast); pixels have none
                  ):                     # {name: row}
     "The random-init and raw-pixel rows, each from the cache when it holds one for the same key, else computed and cached."
     ids = (data_identity(train_ds), data_identity(test_ds)) if names and cache is not False else (None, None)
     settings = dict(k=k, T=T, seed=seed, linear_kw=linear_kw or {}, attentive_kw=attentive_kw or {})
+    bf16 = {} if precision == 'fp32' else {'precision': precision}    # fp32 keys stay as they were: cached rows still count
     ev = dict(device=device, batch_size=batch_size, num_workers=num_workers, k=k, T=T, linear_kw=linear_kw, seed=seed,
               progress=progress)
     compute = {'random_init': lambda: evaluate_encoder(random_init_encoder(cfg).to(device), train_ds, test_ds, probes,
-                                                       attentive_kw=attentive_kw, **ev),
+                                                       attentive_kw=attentive_kw, precision=precision, **ev),
                'pixels': lambda: evaluate_pixels(train_ds, test_ds, probes, **ev)}
     rows = {}
     for name in names:
-        row, hit = cached_row(baseline_key(name, cfg, *ids, probes, settings), compute[name], cache)
+        key = baseline_key(name, cfg, *ids, probes, {**settings, **(bf16 if name == 'random_init' else {})})
+        row, hit = cached_row(key, compute[name], cache)
         if progress: print(f"{name.replace('_', ' ')} row: {'from the cache' if hit else 'computed and cached'}", file=sys.stderr)
         rows[name] = {k: v for k, v in row.items() if k not in ('train_images', 'test_images')}
     return rows
 
 def _progress(progress, quiet): return (not quiet and not os.environ.get('IN_TEST')) if progress is None else progress
+
+def _pooled_row(enc, ckpt, ck, cfg, encoder, train_ds, test_ds, probes, features, precision, chunk_images, ev):
+    "The pooled probes' row through a feature store (`features`: its folder; None: one beside the checkpoint)."
+    L = min(4, len(getattr(enc, 'blocks', [None]))) if 'linear4' in probes else 1
+    chunk = max(1, (chunk_images or 40 * ev['batch_size']) // ev['batch_size']) * ev['batch_size']   # whole batches
+    identity = {'weights': weights_hash(enc), 'step': ck.get('step'), 'encoder': encoder, 'img_size': cfg.img_size, 'layers': L,
+                'train': data_identity(train_ds), 'test': data_identity(test_ds), 'precision': precision, 'chunk_images': chunk}
+    tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    folder = open_store(features or Path(ckpt).parent / 'features' / f'{Path(ckpt).stem}_{encoder}_{tag}', identity,
+                        {'checkpoint': str(ckpt)})
+    x = {k: ev[k] for k in ('batch_size', 'device', 'num_workers', 'progress')}
+    (ftr, ytr), (fte, yte) = [read_chunks(folder, split, extract_chunks(enc, ds, folder, split, chunk, layers=L, precision=precision, **x))
+                              for split, ds in (('train', train_ds), ('test', test_ds))]
+    kw = {k: ev[k] for k in ('k', 'T', 'linear_kw', 'seed', 'device', 'progress') if k in ev}
+    return {**probe_pooled(ftr, ytr, fte, yte, probes, L, **kw), 'features': str(folder)}
 
 def evaluate_checkpoint(ckpt,                     # checkpoint written by `ijepa_train`
                         data=None,                # data folder or archive; default: the run's own data path
@@ -261,32 +311,45 @@ def evaluate_checkpoint(ckpt,                     # checkpoint written by `ijepa
                         test_images=None,         # evenly spaced test images; None: all
                         baselines=False,          # True: also the same net at its random init, and raw pixels; or a list of those names
                         device='auto',            # 'auto', 'cpu', 'cuda', ...
-                        batch_size=256, num_workers=0,
+                        batch_size=256,
+                        num_workers=None,         # DataLoader workers; None: 8 on a GPU, else 0
                         write=True,               # add the results to metrics.json next to the checkpoint
                         quiet=False,              # do not print the table
                         cache=None,               # baselines' cache folder; None: `cache_dir()`; False: always compute
                         progress=None,            # progress on stderr; None: unless quiet or IN_TEST is set
+                        features=None,            # the pooled features' store: a folder; None: one beside the checkpoint; False: in memory
+                        precision='auto',         # the encoder's: 'fp32', 'bf16' (autocast), 'auto' (bf16 on a GPU)
+                        chunk_images=None,        # images per chunk of the store (rounded to whole batches); None: 40 batches
                         **kw,                     # passed to `evaluate_encoder` (linear_kw, attentive_kw, k, T, seed)
                        ):                         # the evaluation entry (a dict)
     "Evaluate a run's checkpoint with frozen-feature probes; add the results to its metrics.json and print a table."
     probes, base, t0, progress = parse_probes(probes), _baselines(baselines), time.time(), _progress(progress, quiet)
     enc, cfg, ck = load_run_encoder(ckpt, encoder)
-    root = run_data(data, cfg)
+    root, dev = run_data(data, cfg), pick_device(device)
+    precision = ('bf16' if dev.type == 'cuda' else 'fp32') if precision == 'auto' else precision
+    num_workers = (min(8, os.cpu_count() or 1) if dev.type == 'cuda' else 0) if num_workers is None else num_workers
     run_n = ck['config'].get('eval_train_images', ck['config'].get('knn_train_images', 0))   # older runs: knn_train_images
     train_ds, test_ds = probe_datasets(cfg, root, run_n if train_images is None else train_images, test_images,
                                        download=False, batch_size=batch_size, num_workers=num_workers)
-    dev = pick_device(device)
     kw.setdefault('seed', cfg.seed)                                       # the probes' seed: the run's, as at its end
-    ev = dict(device=dev, batch_size=batch_size, num_workers=num_workers, progress=progress, **kw)
+    ev, enc = dict(device=dev, batch_size=batch_size, num_workers=num_workers, progress=progress, **kw), enc.to(dev)
+    pooled = tuple(p for p in probes if p != 'attentive')
+    row = {} if features is False or not pooled else _pooled_row(enc, ckpt, ck, cfg, encoder, train_ds, test_ds, pooled,
+                                                                 features, precision, chunk_images, ev)
+    if features is False or 'attentive' in probes:                       # the patch tokens stay in memory
+        row.update(evaluate_encoder(enc, train_ds, test_ds, probes if features is False else 'attentive', precision=precision, **ev))
+    store = row.pop('features', None)                                      # the folder of the chunks, if any
+    rows = {'pretrained': {k: v for k, v in row.items() if k not in ('train_images', 'test_images')},
+            **baseline_rows(cfg, base, train_ds, test_ds, probes, cache, precision=precision, **ev)}   # cached
     entry = {'checkpoint': str(ckpt), 'step': ck.get('step'), 'preset': cfg.preset, 'encoder': encoder, 'data': str(root),
-             'device': str(dev), **evaluate_encoder(enc.to(dev), train_ds, test_ds, probes, **ev)}
-    entry.update(baseline_rows(cfg, base, train_ds, test_ds, probes, cache, **ev))   # cached
-    entry.update(seconds=round(time.time() - t0, 1), date=time.strftime('%Y-%m-%d'))
-    metrics = Path(ckpt).parent / 'metrics.json'
-    if write: write_metrics(metrics, 'evaluation' if encoder == 'target' else 'evaluation_context', entry)
+             'device': str(dev), 'rows': rows, 'protocol': protocol(train_ds, test_ds, precision),
+             **({'features': store} if store else {}), 'seconds': round(time.time() - t0, 1), 'date': time.strftime('%Y-%m-%d')}
+    metrics, key = Path(ckpt).parent / 'metrics.json', 'evaluation' if encoder == 'target' else 'evaluation_context'
+    if write: write_metrics(metrics, key, entry)
     if not quiet:
         print(format_results(entry))
-        if write: print(f"metrics: {metrics} ('{'evaluation' if encoder == 'target' else 'evaluation_context'}' entry)")
+        if store: print(f"features: {store}")
+        if write: print(f"metrics: {metrics} ('{key}' entry)")
     return entry
 
 # %% ../nbs/27_evaluate_runs.ipynb #44ea834a
@@ -300,12 +363,17 @@ def main(ckpt: str = None,           # checkpoint written by ijepa_train, e.g. r
          baselines: store_true = False, # also evaluate the same net at its random init, and raw pixels
          device: str = 'auto',       # auto, cpu, cuda, cuda:1, mps
          batch_size: int = 256,      # images per forward pass
-         num_workers: int = 0):      # DataLoader workers
+         num_workers: int = None,    # DataLoader workers (default: 8 on a GPU, else 0)
+         features: str = None,       # folder of the pooled features' chunks (default: features/ beside the checkpoint)
+         in_memory: store_true = False, # keep the features in memory: write no chunks
+         precision: str = 'auto',    # the encoder's: fp32, bf16 (autocast) or auto (bf16 on a GPU)
+         chunk_images: int = None):  # images per chunk (default: 40 batches)
     "Evaluate a checkpoint: `ijepa_eval --ckpt runs/cifar10_tiny/latest.pt --data PATH --probe knn linear --baselines`."
     try:
         if not ckpt: raise ValueError("No checkpoint given: pass --ckpt PATH (a run's latest.pt).")
-        evaluate_checkpoint(ckpt, data, probe or ('knn', 'linear'), encoder, train_images, test_images, baselines,
-                            device, batch_size, num_workers)                # returns nothing: a console script's exit code
+        evaluate_checkpoint(ckpt, data, probe or ('knn', 'linear'), encoder, train_images, test_images, baselines, device,
+                            batch_size, num_workers, features=False if in_memory else features, precision=precision,
+                            chunk_images=chunk_images)               # returns nothing: a console script's exit code
     except (CheckpointError, FileNotFoundError, ValueError) as e: sys.exit(f"ijepa_eval: {e}")
 
 # %% ../nbs/27_evaluate_runs.ipynb #4eaf1778
@@ -324,13 +392,13 @@ class KnnMonitor:
 def evaluate_run(cfg, model, root, device,
                  cache=None,     # the baselines' cache folder; None: `cache_dir()`; False: always compute
                  progress=None): # progress on stderr; None: unless IN_TEST is set
-    "The probes of `cfg.eval_probes`: the trained target encoder, then the same network at its random init and raw pixels."
+    "The probes of `cfg.eval_probes` on the trained target encoder and the rows of `cfg.eval_baselines`, as `cfg.eval_*` says."
     t0, progress = time.time(), _progress(progress, False)
-    train_ds, test_ds = probe_datasets(cfg, root, cfg.eval_train_images)   # all test images; decoded once for every row
-    ev = dict(device=device, seed=cfg.seed, progress=progress)
-    res = evaluate_encoder(model.target_encoder, train_ds, test_ds, probes=cfg.eval_probes, **ev)
-    for name, row in baseline_rows(cfg, ('random_init', 'pixels'), train_ds, test_ds, cfg.eval_probes, cache, **ev).items():
-        res.update({f'{k}_{name}': v for k, v in row.items() if k.endswith('_top1') and not k.endswith('train_top1')})
-    res['eval_seconds'] = round(time.time() - t0, 1)
-    return res
-
+    train_ds, test_ds = probe_datasets(cfg, root, cfg.eval_train_images, cfg.eval_test_images, num_workers=cfg.eval_workers)
+    ev = dict(device=device, seed=cfg.seed, progress=progress, num_workers=cfg.eval_workers, precision=cfg.eval_precision)
+    row = evaluate_encoder(model.target_encoder, train_ds, test_ds, probes=cfg.eval_probes, **ev)   # decoded once for every row
+    rows = {'pretrained': {k: v for k, v in row.items() if k not in ('train_images', 'test_images')},
+            **baseline_rows(cfg, _baselines(cfg.eval_baselines), train_ds, test_ds, cfg.eval_probes, cache, **ev)}
+    entry = {'preset': cfg.preset, 'encoder': 'target', 'device': str(device), 'rows': rows,
+             'protocol': protocol(train_ds, test_ds, cfg.eval_precision), 'seconds': round(time.time() - t0, 1)}
+    return {'evaluation': entry, 'eval_seconds': entry['seconds']}   # the summary's; its checkpoint and steps are the entry's

@@ -121,3 +121,16 @@ def test_unknown_presets_and_malformed_overrides():
     with pytest.raises(ValueError, match='is not key=value'): parse_overrides(['lr'])
     with pytest.raises(ValueError, match='has no field name'): parse_overrides(['=1'])
     assert parse_overrides(None) == {} and parse_overrides([]) == {}
+
+
+def test_paper_presets_bound_their_evaluation_and_cpu_presets_keep_theirs():
+    "Issue 23 item 5: a fixed evenly spaced subset, bf16 encoding, workers and no baseline rows at ImageNet size."
+    for name in ('in1k_vith14', 'in1k_vith16_448', 'in22k_vith14', 'in22k_vitg16', 'in1k_vitb16', 'in1k_vitl16'):
+        c = get_config(name)
+        assert (c.eval_train_images, c.eval_test_images, c.eval_precision, c.eval_workers, c.eval_baselines) == \
+               (12811, 50000, 'bf16', 10, ''), name
+    for name in ('cifar10_tiny', 'cifar10_cpu', 'cifar10_small'):                     # their figures must not move
+        c = get_config(name)
+        assert (c.eval_test_images, c.eval_precision, c.eval_workers, c.eval_baselines) == (0, 'fp32', 0, 'random_init pixels'), name
+    assert get_config('cifar10_cpu').eval_train_images == 0 and get_config('cifar10_tiny').eval_train_images == 10000
+    assert get_config('cifar10_tiny', eval_precision='bf16', eval_baselines='random_init').eval_baselines == 'random_init'

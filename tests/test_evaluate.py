@@ -252,15 +252,18 @@ def test_main_adds_the_evaluation_to_metrics_and_keeps_the_summary(toy, tmp_path
     assert 'k-NN' in out and 'linear' in out and 'random init' in out and 'raw pixels' in out, out
     m = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert (m['preset'], m['steps'], m['knn_top1']) == ('cifar10_tiny', 2, 12.5)            # training summary kept
-    ev = m['evaluation']
-    assert (ev['train_images'], ev['test_images'], ev['step'], ev['encoder']) == (48, 24, 2, 'target')
-    for r in (ev, ev['random_init'], ev['pixels']): assert 0 <= r['knn_top1'] <= 100 and 0 <= r['linear_top1'] <= 100
+    ev = m['evaluation']                                                                     # the one results schema
+    p, rows = ev['protocol'], ev['rows']
+    assert (p['train_images'], p['test_images'], p['subset'], p['precision'], ev['step'], ev['encoder']) == (48, 24, False, 'fp32', 2, 'target')
+    assert set(rows) == {'pretrained', 'random_init', 'pixels'}
+    for r in rows.values(): assert 0 <= r['knn_top1'] <= 100 and 0 <= r['linear_top1'] <= 100
     main(ckpt=str(ck), probe=['linear4'], device='cpu')                                      # same images: merged
     ev2 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation']
-    assert ev2['knn_top1'] == ev['knn_top1'] and 'linear4_top1' in ev2 and 'pixels' in ev2
+    assert ev2['rows']['pretrained']['knn_top1'] == rows['pretrained']['knn_top1'] and 'linear4_top1' in ev2['rows']['pretrained']
+    assert 'pixels' in ev2['rows']
     main(ckpt=str(ck), probe=['knn'], train_images=24, device='cpu')                         # other images: replaced
     ev3 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation']
-    assert ev3['train_images'] == 24 and 'linear_top1' not in ev3
+    assert ev3['protocol']['train_images'] == 24 and ev3['protocol']['subset'] and 'linear_top1' not in ev3['rows']['pretrained']
     main(ckpt=str(ck), probe=['knn'], encoder='context', device='cpu')
     assert json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation_context']['encoder'] == 'context'
 
@@ -316,8 +319,10 @@ def test_command_line_parses_probe_lists(toy, tmp_path, capsys, one_thread):
     main(**{k: v for k, v in args.items() if k not in ('xtra', 'pdb')})
     assert 'k-NN' in capsys.readouterr().out
     ev = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['evaluation']
-    assert (ev['train_images'], ev['test_images']) == (24, 12) and {'knn_top1', 'linear_top1'} <= set(ev)
-    assert ev['random_init']['knn_top1'] == ev['knn_top1']       # step 0: the checkpoint holds the run's initial weights
+    rows = ev['rows']
+    assert (ev['protocol']['train_images'], ev['protocol']['test_images']) == (24, 12) and {'knn_top1', 'linear_top1'} <= set(rows['pretrained'])
+    assert rows['random_init']['knn_top1'] == rows['pretrained']['knn_top1']   # step 0: the run's initial weights (the
+    assert rows['random_init']['linear_top1'] == rows['pretrained']['linear_top1']   # store's features equal the in-memory ones)
     assert vars(parser.parse_args(['--ckpt', 'x', '--probe', 'knn', 'attentive']))['probe'] == ['knn', 'attentive']
 
 
@@ -395,7 +400,7 @@ def test_evaluate_checkpoint_caches_both_baselines(toy, tmp_path, one_thread, mo
     def never(*a, **k): raise AssertionError('cached rows must not be recomputed')
     monkeypatch.setattr(E, 'evaluate_pixels', never); monkeypatch.setattr(E, 'random_init_encoder', never)
     again = evaluate_checkpoint(ck, probes='knn', baselines=True, device='cpu', quiet=True, write=False)
-    assert again['random_init'] == first['random_init'] and again['pixels'] == first['pixels']
+    assert again['rows']['random_init'] == first['rows']['random_init'] and again['rows']['pixels'] == first['rows']['pixels']
     with pytest.raises(AssertionError, match='must not be recomputed'):                      # other settings: another key
         evaluate_checkpoint(ck, probes='knn', baselines=True, device='cpu', quiet=True, write=False, k=5)
 
@@ -424,3 +429,145 @@ def test_progress_goes_to_stderr_and_changes_nothing(capsys, monkeypatch):
     assert 'features of 30 images' in err and 'features of 10 images' in err and 'linear probe' in err, err
     drop = lambda r: {k: v for k, v in r.items() if k != 'seconds'}
     assert drop(loud) == drop(quiet)
+
+
+# ---- evaluation at ImageNet size: features on disk, bf16, one results schema (issue 23 items 5 and 10) ----
+from pathlib import Path
+from ijepa_edu.data import open_store, extract_chunks, read_chunks, weights_hash
+from ijepa_edu.probes import probe_pooled
+from ijepa_edu.evaluate import results_of, flat_results, protocol, probe_datasets, evaluate_run
+
+ASSETS = Path(__file__).parents[1] / 'nbs' / 'assets'
+
+
+class Killed(Exception): pass
+
+
+class DiesAt(Dataset):
+    "A dataset that raises at item `at`: an extraction killed part-way through."
+    def __init__(self, ds, at): self.ds, self.at = ds, at
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        if i >= self.at: raise Killed(f'killed at image {i}')
+        return self.ds[i]
+
+
+def toy_encoder_and_data(n_train=42, n_test=14, seed=0):
+    torch.manual_seed(seed)
+    enc = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=3, num_heads=3).eval()
+    x, y = torch.randn(n_train + n_test, 3, 16, 16, generator=gen(seed)), torch.arange(n_train + n_test) % 3
+    x[y == 1] += 0.7
+    return enc, TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:])
+
+
+def test_a_killed_extraction_resumes_bit_identical_to_the_in_memory_path(tmp_path, capsys):
+    enc, tr, te = toy_encoder_and_data()
+    ident = {'weights': weights_hash(enc), 'layers': 3}
+    folder = open_store(tmp_path / 'store', ident)
+    with pytest.raises(Killed): extract_chunks(enc, DiesAt(tr, 20), folder, 'train', chunk_size=8, batch_size=4, layers=3)
+    assert sorted(p.name for p in folder.glob('train_*.pt')) == ['train_00000.pt', 'train_00001.pt']   # 2 whole chunks
+    assert not [p for p in folder.iterdir() if '.tmp' in p.name]                                      # nothing half-written
+    n = extract_chunks(enc, tr, folder, 'train', chunk_size=8, batch_size=4, layers=3, progress=True)    # resumed
+    assert n == 6 and 'resuming at chunk 2 of 6' in capsys.readouterr().err
+    f, y = read_chunks(folder, 'train', n)
+    whole = open_store(tmp_path / 'whole', ident)                                                     # never killed
+    assert torch.equal(f, read_chunks(whole, 'train', extract_chunks(enc, tr, whole, 'train', 8, batch_size=4, layers=3))[0])
+    mem, ymem = extract_features(enc, tr, batch_size=4, layers=3)                                     # the in-memory path
+    assert torch.equal(f, mem) and torch.equal(y, ymem) and f.dtype == torch.float32
+    g, yt = read_chunks(folder, 'test', extract_chunks(enc, te, folder, 'test', 8, batch_size=4, layers=3))
+    kw = dict(linear_kw=dict(weight_decay=1e-2, min_steps=50))
+    stored = probe_pooled(f, y, g, yt, ('knn', 'linear', 'linear4'), 3, **kw)
+    ref = evaluate_encoder(enc, tr, te, 'knn linear linear4', batch_size=4, **kw)
+    assert stored == {k: v for k, v in ref.items() if k not in ('train_images', 'test_images', 'seconds')}
+    (folder / 'test_00001.pt').unlink()
+    with pytest.raises(FileNotFoundError, match='lacks test_00001.pt'): read_chunks(folder, 'test', 2)
+    with pytest.raises(ValueError, match='multiple of batch_size'): extract_chunks(enc, tr, folder, 'train', 10, batch_size=4)
+
+
+def test_a_store_of_other_features_is_refused_never_mixed(tmp_path):
+    enc, tr, _ = toy_encoder_and_data()
+    other, _, _ = toy_encoder_and_data(seed=1)
+    open_store(tmp_path / 's', {'weights': weights_hash(enc), 'layers': 1})
+    open_store(tmp_path / 's', {'weights': weights_hash(enc), 'layers': 1})                      # the same: reopened
+    with pytest.raises(ValueError, match='differs in layers, weights'):
+        open_store(tmp_path / 's', {'weights': weights_hash(other), 'layers': 4})
+    (tmp_path / 'bare').mkdir(); torch.save({}, tmp_path / 'bare' / 'train_00000.pt')
+    with pytest.raises(ValueError, match='no manifest.json'): open_store(tmp_path / 'bare', {})
+
+
+def test_ijepa_eval_writes_chunks_once_and_refuses_another_checkpoints_store(toy, tmp_path, capsys, one_thread):
+    a, b = make_run(toy, tmp_path / 'a', step=1), make_run(toy, tmp_path / 'b', step=2)
+    kw = dict(probes='knn linear linear4', device='cpu', quiet=True, write=False, linear_kw=dict(weight_decay=1e-2, min_steps=50))
+    stored = evaluate_checkpoint(a, chunk_images=16, batch_size=8, **kw)
+    folder = Path(stored['features'])
+    assert folder.parent == tmp_path / 'a' / 'features' and len(list(folder.glob('train_*.pt'))) == 3   # 48 images / 16
+    mem = evaluate_checkpoint(a, features=False, batch_size=8, **kw)
+    drop = lambda r: {k: v for k, v in r['rows']['pretrained'].items() if k != 'seconds'}
+    assert drop(stored) == drop(mem) and 'features' not in mem                       # the same figures as in memory
+    again = evaluate_checkpoint(a, chunk_images=16, batch_size=8, **kw)               # reused: nothing extracted again
+    assert again['features'] == stored['features'] and again['rows'] == stored['rows']
+    with pytest.raises(ValueError, match='holds features of another extraction .*step.*weights'):
+        evaluate_checkpoint(b, features=folder, chunk_images=16, batch_size=8, **kw)
+    with pytest.raises(SystemExit, match='ijepa_eval: .*holds features of another extraction'):
+        main(ckpt=str(b), features=str(folder), chunk_images=16, batch_size=8, device='cpu')
+    assert Path(evaluate_checkpoint(b, chunk_images=16, batch_size=8, **kw)['features']).parent == tmp_path / 'b' / 'features'
+
+
+def test_bf16_encoding_agrees_with_fp32_and_bad_precision_is_refused(one_thread):
+    enc, tr, te = toy_encoder_and_data()
+    f32, _ = extract_features(enc, tr, layers=3); f16, _ = extract_features(enc, tr, layers=3, precision='bf16')
+    assert f16.dtype == torch.float32 and not torch.equal(f16, f32)                   # autocast ran, features back in fp32
+    assert (f16 - f32).abs().max() < 0.05 * f32.abs().max()
+    kw = dict(probes='knn linear', linear_kw=dict(weight_decay=1e-2, min_steps=50))
+    r32, r16 = evaluate_encoder(enc, tr, te, **kw), evaluate_encoder(enc, tr, te, precision='bf16', **kw)
+    assert abs(r32['knn_top1'] - r16['knn_top1']) <= 100 / 14 + 0.01                 # one test image at most
+    with pytest.raises(ValueError, match="precision='fp16': choose 'fp32' or 'bf16'"): extract_features(enc, tr, precision='fp16')
+
+
+def test_a_bounded_end_of_run_evaluation_says_what_it_was(toy, tmp_path, one_thread):
+    from ijepa_edu.build import build_model
+    cfg = get_config('cifar10_tiny', eval_probes='knn', eval_train_images=24, eval_test_images=12, eval_precision='bf16',
+                     eval_workers=1, eval_baselines='')
+    torch.manual_seed(0)
+    res = evaluate_run(cfg, build_model(cfg), toy, 'cpu', progress=False)
+    ev = res['evaluation']
+    assert set(res) == {'evaluation', 'eval_seconds'} and set(ev['rows']) == {'pretrained'}       # no baseline rows
+    assert {k: ev['protocol'][k] for k in ('train_images', 'train_split', 'test_images', 'test_split', 'subset', 'precision')} == \
+           dict(train_images=24, train_split=48, test_images=12, test_split=24, subset=True, precision='bf16')
+    head = format_results({'steps': 6, 'checkpoint': 'x/latest.pt', **res}).splitlines()[0]   # as `ijepa_train` prints it
+    assert 'on 12 of 24 (evenly spaced) test images' in head and '24 of 48 (evenly spaced) train images, encoded in bf16' in head
+    assert '(step 6,' in head
+    md = format_results(res['evaluation'], markdown=True).splitlines()[-1]
+    assert md.startswith('Top-1 %; probes fit on 24 of 48 (evenly spaced) train images') and 'bf16' in md
+    with pytest.raises(ValueError, match="Unknown baseline 'pixel'"):
+        evaluate_run(get_config('cifar10_tiny', eval_probes='knn', eval_baselines='pixel'), build_model(cfg), toy, 'cpu')
+
+
+def test_old_metrics_files_read_through_the_one_schema():
+    m = json.loads((ASSETS / 'cifar10_cpu' / 'metrics.json').read_text())             # a shipped summary, older and flat
+    r = results_of(m)
+    assert r['rows']['pretrained']['linear4_top1'] == m['linear4_top1'] and r['rows']['random_init']['knn_top1'] == m['knn_top1_random_init']
+    assert r['rows']['pixels'] == {'knn_top1': m['knn_top1_pixels'], 'linear_top1': m['linear_top1_pixels']}
+    assert (r['protocol']['train_images'], r['step'], r['seconds']) == (50000, m['steps'], m['eval_seconds'])
+    assert flat_results(m) == m                                                        # and back: bench's flat keys
+    old_eval = {'preset': 'x', 'steps': 5, 'train_images': 10, 'test_images': 5, 'knn_top1': 1.0, 'knn_top1_random_init': 2.0,
+                'evaluation': {'checkpoint': 'a.pt', 'step': 5, 'encoder': 'target', 'train_images': 10, 'test_images': 5,
+                               'knn_top1': 3.0, 'pixels': {'knn_top1': 4.0}}}         # an older ijepa_eval entry beside it
+    r = results_of(old_eval)
+    assert r['rows'] == {'pretrained': {'knn_top1': 3.0}, 'pixels': {'knn_top1': 4.0}, 'random_init': {'knn_top1': 2.0}}
+    f = flat_results(old_eval)
+    assert (f['knn_top1'], f['knn_top1_random_init'], f['knn_top1_pixels'], f['train_images']) == (3.0, 2.0, 4.0, 10)
+    other_images = {**old_eval, 'train_images': 20}                                    # the run's own rows used other images
+    assert 'random_init' not in results_of(other_images)['rows']
+    for old in (m, old_eval): assert format_results(old) and format_results(old, markdown=True)
+
+
+def test_write_metrics_merges_nested_rows_of_the_same_evaluation(tmp_path):
+    p = tmp_path / 'metrics.json'
+    base = dict(checkpoint='a.pt', step=3, encoder='target', protocol=dict(train_images=10, test_images=5, precision='fp32'))
+    write_metrics(p, 'evaluation', {**base, 'rows': {'pretrained': {'knn_top1': 1.0}, 'pixels': {'knn_top1': 2.0}}})
+    m = write_metrics(p, 'evaluation', {**base, 'rows': {'pretrained': {'linear_top1': 3.0}}})
+    assert m['evaluation']['rows'] == {'pretrained': {'knn_top1': 1.0, 'linear_top1': 3.0}, 'pixels': {'knn_top1': 2.0}}
+    bf16 = {**base, 'protocol': {**base['protocol'], 'precision': 'bf16'}, 'rows': {'pretrained': {'knn_top1': 1.5}}}
+    m = write_metrics(p, 'evaluation', bf16)                                           # another encoding: replaced, kept
+    assert m['evaluation']['rows'] == {'pretrained': {'knn_top1': 1.5}} and len(m['evaluation_previous']) == 1
