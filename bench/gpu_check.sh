@@ -9,7 +9,8 @@
 #   3. compile  ours with pad_to='max': eager, then torch.compile, with the recompile count (COMPILE_MODELS: ViT-B/16)
 #   4. recipe   bench/gpu_recipe.sh: cifar10_small for RECIPE_MINUTES (default 1.25) on the data in GPU memory, with
 #               the overrides in RECIPE_SET (default none), ending with its own evaluation
-#   5. eval     bench/eval_cost.py: what the end-of-run evaluation costs (skipped while that file does not exist)
+#   5. eval     bench/eval_cost.py: the probes' encoding in fp32 against bf16 and a killed, resumed feature store, on
+#               part 4's checkpoint (else a toy encoder); skipped while that file does not exist
 #
 #   bench/gpu_check.sh [--toy] [--official PATH] [--data CIFAR10] [OUT_DIR]
 #   OFFICIAL=PATH CIFAR10=PATH bench/gpu_check.sh            # the same, from the environment
@@ -41,15 +42,15 @@ py=${PYTHON:-python}
 
 if [ $toy = 1 ]; then
   common=(--toy); giant=(--toy --grad_ckpt); comp=(--toy --runs compile)
-  T_SIDE=${T_SIDE:-50}; T_GIANT=${T_GIANT:-50}; T_COMPILE=${T_COMPILE:-50}; T_RECIPE=${T_RECIPE:-120}; T_EVAL=${T_EVAL:-60}
-  evalargs=(--toy)
+  T_SIDE=${T_SIDE:-50}; T_GIANT=${T_GIANT:-50}; T_COMPILE=${T_COMPILE:-50}; T_RECIPE=${T_RECIPE:-120}; T_EVAL=${T_EVAL:-120}
+  evalargs=(--toy --images 256 --reps 1)
 else
   $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench/gpu_check.sh needs a CUDA GPU; on the CPU run: bench/gpu_check.sh --toy')" || exit 1
   common=(--models vit_base:16 vit_large:16 vit_huge:14 --batch 128)
   giant=(--models vit_giant:16 --batch 128 --grad_ckpt)
   comp=(--models ${COMPILE_MODELS:-vit_base:16} --batch 128 --runs compile)
   T_SIDE=${T_SIDE:-130}; T_GIANT=${T_GIANT:-80}; T_COMPILE=${T_COMPILE:-140}; T_RECIPE=${T_RECIPE:-110}; T_EVAL=${T_EVAL:-60}
-  evalargs=()
+  evalargs=(--device cuda)
 fi
 recipe_set=(${RECIPE_SET:-})
 off=()
@@ -91,7 +92,9 @@ else
   part recipe "$T_RECIPE" bash bench/gpu_recipe.sh "$data" "${RECIPE_MINUTES:-1.25}" --out "$out/recipe" --results "$out/recipe.jsonl" "${recipe_set[@]}"
 fi
 if [ -f bench/eval_cost.py ]; then
-  part eval "$T_EVAL" $py bench/eval_cost.py "${evalargs[@]}"
+  ck=$out/recipe/run/latest.pt
+  if [ $toy = 0 ] && [ -f "$ck" ]; then evalargs+=(--ckpt "$ck" --data "$data"); elif [ $toy = 0 ]; then evalargs+=(--toy); fi
+  part eval "$T_EVAL" $py bench/eval_cost.py "${evalargs[@]}" --results "$out/eval.jsonl"
 else
   echo "note: bench/eval_cost.py does not exist yet: the eval part is skipped." >&2
   printf 'eval\tskipped\t0\n' >> "$out/status.tsv"

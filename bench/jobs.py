@@ -44,10 +44,13 @@ def finished(folder):
 
 
 def flat_metrics(folder):
-    "metrics.json of a run, with a later `ijepa_eval` entry flattened into the training summary's keys."
+    "metrics.json of a run, flat (`knn_top1`, `knn_top1_random_init`, ...): its evaluation entry flattened into the summary's keys."
     m = json.loads((Path(folder) / 'metrics.json').read_text())
     ev = m.get('evaluation')
-    if ev:                                             # scored by ijepa_eval after training (eval_probes='' in the run)
+    if isinstance(ev, dict) and 'rows' in ev:          # the one results schema (issue 23): the library flattens it
+        from ijepa_edu.evaluate import flat_results
+        m = {**flat_results(m), 'eval_train_images': ev['protocol'].get('train_images')}
+    elif ev:                                           # older: scored by ijepa_eval after training (eval_probes='' in the run)
         if m.get('train_images') not in (None, ev['train_images']):   # the run's own scores used other probe images
             m = {k: v for k, v in m.items() if not k.endswith('_random_init')}
         m.update({k: ev[k] for k in ('knn_top1', 'linear_top1') if k in ev}, eval_train_images=ev['train_images'])

@@ -137,6 +137,7 @@ def compare_checkouts(a):
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(a.rounds):
             for side in (('this', 'ref') if i % 2 == 0 else ('ref', 'this')):
+                if a.wait_quiet and not wait_until_quiet(a.wait_quiet): print('the machine was never quiet; measuring anyway', file=sys.stderr)
                 t0 = time.perf_counter(); runs[side].append(step_figures(sides[side], a, Path(tmp)))
                 print(f'round {i + 1}, {side} ({names[side]}): {time.perf_counter() - t0:.0f} s', file=sys.stderr, flush=True)
     rows = []

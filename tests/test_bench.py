@@ -158,6 +158,11 @@ def test_job_runner_collect_logs_what_finished_while_it_was_stopped(tmp_path, ca
     assert jobs.collect(q, res) == [] and len(jobs.read_rows(res)) == 2
     m = jobs.read_rows(res)[1]['metrics']
     assert (m['knn_top1'], m['train_seconds'], m['steps'], m['eval_train_images']) == (30.0, 60.0, 5, 10)   # flattened, from the log
+    (q[2].out).mkdir(parents=True)                                                # this version's schema: rows and protocol
+    (q[2].out / 'metrics.json').write_text(json.dumps(dict(train_seconds=3.0, img_per_s=4.0, evaluation=dict(
+        rows=dict(pretrained=dict(knn_top1=40.0), random_init=dict(knn_top1=30.0)), protocol=dict(train_images=100, test_images=50)))))
+    m = jobs.flat_metrics(q[2].out)
+    assert (m['knn_top1'], m['knn_top1_random_init'], m['eval_train_images'], m['train_seconds']) == (40.0, 30.0, 100, 3.0)
     t = jobs.table(jobs.read_rows(res), [('run', lambda r: r['name'], 'l'), ('s', lambda r: r['metrics']['train_seconds'], 'r')])
     assert t.splitlines() == ['| run | s |', '|---|---:|', '| a_done | 1.0 |', '| b_stopped | 60.0 |']
 
@@ -292,7 +297,7 @@ def test_gpu_check_toy_runs_end_to_end(tmp_path):
     "bash bench/gpu_check.sh --toy: every part runs on the CPU and writes valid rows (with the official code if present)."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'OFFICIAL': OFFICIAL or '', 'CIFAR10': '', 'IJEPA_DATA': ''}
     res = subprocess.run(['bash', 'bench/gpu_check.sh', '--toy', str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=240)
+                         text=True, timeout=420)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     status = dict(l.split('\t')[:2] for l in (tmp_path / 'status.tsv').read_text().splitlines()[1:])
     evals = '0' if (ROOT / 'bench' / 'eval_cost.py').is_file() else 'skipped'          # the eval part, once that file exists
@@ -307,6 +312,9 @@ def test_gpu_check_toy_runs_end_to_end(tmp_path):
     assert all(p > t for p, t in zip(tokens(side, 'ours', 'pad'), tokens(side, 'ours', 'random')))   # (rows differ in length here)
     assert ('official' in {r['code'] for r in side}) == bool(OFFICIAL)
     assert '| card | model |' in (tmp_path / 'table.md').read_text()
+    if evals == '0':                                                              # the killed feature store resumed exactly
+        (ev,) = [json.loads(l) for l in (tmp_path / 'eval.jsonl').read_text().splitlines()]
+        assert ev['store'] and all(s['identical'] for s in ev['store'].values()), ev['store']
 
 
 def test_padding_bench_counts_tokens_both_ways(tmp_path):
