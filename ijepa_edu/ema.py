@@ -20,16 +20,19 @@ def make_target_encoder(encoder):
 # %% ../nbs/07_ema.ipynb #07d611bc
 @torch.no_grad()
 def ema_update(target,   # module updated in place
-               online,   # module it follows (same architecture)
+               online,   # module it follows (same architecture; under FSDP, sharded alike)
                momentum, # m in [0, 1]: target <- m * target + (1 - m) * online
               ):
     "One EMA step over all parameters, with one fused multi-tensor op per step instead of a Python loop."
     if not 0.0 <= momentum <= 1.0: raise ValueError(f"momentum must lie in [0, 1], got {momentum}.")
     tgt, src = list(target.parameters()), [p.detach() for p in online.parameters()]
-    if len(tgt) != len(src) or any(t.shape != s.shape for t, s in zip(tgt, src)):
+    split = lambda p: getattr(p, 'placements', None)     # FSDP2's DTensors: how each is split over processes
+    if len(tgt) != len(src) or any(t.shape != s.shape or split(t) != split(s) for t, s in zip(tgt, src)):
         raise ValueError(f"target and online modules have different parameter lists ({len(tgt)} vs {len(src)} tensors, "
-                         f"or different shapes): build the target with make_target_encoder(online).")
-    torch._foreach_lerp_(tgt, src, 1.0 - momentum)  # t + (1 - m) (s - t) = m t + (1 - m) s
+                         f"or different shapes or shardings): build the target with make_target_encoder(online), "
+                         f"and shard it as online is (lesson 18).")
+    local = lambda p: p.to_local() if split(p) else p    # each process updates its own shard: no communication
+    torch._foreach_lerp_([local(t) for t in tgt], [local(s) for s in src], 1.0 - momentum)  # m t + (1 - m) s
 
 # %% ../nbs/07_ema.ipynb #ab4311f1
 def ema_momentum(step,         # optimisation step, 0-based

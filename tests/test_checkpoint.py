@@ -401,3 +401,28 @@ def test_meta_tensors_survive_save_and_weights_only_load(tmp_path):
     w = load_checkpoint(tmp_path / 'm.pt')['w']
     assert w.is_meta and w.shape == (100_000, 1000)
     assert load_checkpoint(tmp_path / 'm.pt', mmap=True)['w'].is_meta
+
+def test_full_states_keep_the_layout_and_name_the_optimiser_as_dcp_does():
+    """Unsharded, `full_states` is the plain state dicts; the renaming between the optimiser's positions and parameter
+    names (what FSDP's gathered state uses) agrees with torch.distributed.checkpoint's own names, and goes both ways."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, StateDictOptions
+    from ijepa_edu.checkpoint import full_states, load_states, is_sharded, _positions, _named, _numbered
+    from ijepa_edu.build import build_model
+    from ijepa_edu.schedules import param_groups
+    cfg = get_config('cifar10_tiny', embed_dim='32', depth='2', num_heads='2', pred_depth='1', pred_emb_dim='16')
+    m = build_model(cfg); opt = torch.optim.AdamW(param_groups(m.encoder, m.predictor))
+    for p in m.trainable_parameters(): p.grad = torch.randn_like(p)
+    opt.step()
+    st = full_states(m, opt)
+    assert not is_sharded(m) and list(st) == ['encoder', 'predictor', 'target_encoder', 'opt']
+    assert st['opt'] == opt.state_dict() and all(torch.equal(v, m.encoder.state_dict()[k]) for k, v in st['encoder'].items())
+    names = _positions(m, opt)
+    dcp = get_optimizer_state_dict(m, opt, options=StateDictOptions(full_state_dict=True))    # keyed by names
+    named = _named(opt.state_dict(), names)
+    assert named['state'].keys() == dcp['state'].keys() and named['param_groups'] == dcp['param_groups']
+    back = _numbered(dcp, names, opt)
+    assert back['param_groups'] == opt.state_dict()['param_groups']
+    assert all(torch.equal(back['state'][i][k], v) for i, s in opt.state_dict()['state'].items() for k, v in s.items())
+    m2 = build_model(cfg); opt2 = torch.optim.AdamW(param_groups(m2.encoder, m2.predictor))
+    load_states(m2, opt2, st)
+    assert torch.equal(opt2.state_dict()['state'][0]['exp_avg'], opt.state_dict()['state'][0]['exp_avg'])
