@@ -32,6 +32,8 @@ Each model is measured by runs (`--runs`, default: official random pad):
   pad       ours on the same draws padded with -1 (truncate='pad', pad_to='batch'): every drawn token is trained
   compile   ours with pad_to='max' (one shape for every batch), eager and then torch.compile, with dynamo's frame count
 Both sides: bf16 autocast on CUDA, fused AdamW over the same parameter groups on CUDA, the same images and draws.
+Ours' eager rows say how many attention calls of the first forward pass got a key mask (`attn_masked`): none on cut
+masks (each set's validity is None, decided on the CPU: the flash path), some on padded ones; otherwise the script fails.
 Ours' rows carry the ratio ours / official of images/s and of peak memory. Each row is one JSON line on stdout (and in
 `--out`); notes (a run skipped, and why) go to stderr. `bench/gpu_check.sh` runs all of it on one GPU.
 
@@ -121,7 +123,9 @@ class OfficialStep(nn.Module):
         self.off, self.encoder, self.predictor = off, encoder, predictor
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
 
-    def forward(self, imgs, masks_enc, masks_pred):
+    def forward(self, imgs, masks_enc, masks_pred, valid_enc=None, valid_pred=None):
+        "The loss; the official code has no padding, so it runs on cut masks only (validity None)."
+        if valid_enc is not None or valid_pred is not None: raise ValueError('the official step takes no padded masks')
         with torch.no_grad():
             h = self.target_encoder(imgs)
             h = F.layer_norm(h, (h.size(-1),))                                 # normalise over the feature dim
@@ -199,7 +203,7 @@ def tokens_per_image(masks):
 
 def pool_stats(pool):
     "Mean mask widths run (Kc, Kt: padding included) and real context and target tokens per image over the pool."
-    mean = lambda f: sum(f(me, mp) for me, mp in pool) / len(pool)
+    mean = lambda f: sum(f(me, mp) for me, mp, *_ in pool) / len(pool)
     return dict(Kc=round(mean(lambda me, mp: me[0].shape[1]), 1), Kt=round(mean(lambda me, mp: mp[0].shape[1]), 1),
                 ctx_tokens_per_img=round(mean(lambda me, mp: tokens_per_image(me)), 1),
                 tgt_tokens_per_img=round(mean(lambda me, mp: tokens_per_image(mp)), 1))
@@ -222,26 +226,36 @@ def free(device):
     gc.collect()
     if device == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
 
-def time_steps(model, net, x, pool, *, steps, warmup, device, dtype, fused):
-    """Warm-up and timed steps (loss, backward, AdamW, EMA) of `net`: seconds per step, warm-up seconds, the last loss, and
-    dynamo's frames compiled by the first step and after it (recompiles; None without torch._dynamo's counters)."""
+def attention_spy(model):
+    "Hooks on our attention layers counting calls and calls given a key mask ({'calls', 'masked'}), and their remover."
+    seen = {'calls': 0, 'masked': 0}
+    def hook(mod, args): seen['calls'] += 1; seen['masked'] += args[2] is not None      # Block calls attn(x, angles, mask)
+    hooks = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, E.Attention)]
+    return seen, lambda: [h.remove() for h in hooks]
+
+def time_steps(model, net, x, pool, *, steps, warmup, device, dtype, fused, spy=False):
+    """Warm-up and timed steps (loss, backward, AdamW, EMA) of `net`: seconds per step, warm-up seconds, the last loss,
+    dynamo's frames compiled by the first step and after it (recompiles; None without torch._dynamo's counters), and with
+    `spy` the attention calls of the first forward pass that got a key mask (`attention_spy`)."""
     opt = torch.optim.AdamW(param_groups(model.encoder, model.predictor), lr=1e-4, **({'fused': True} if fused else {}))
     amp = torch.autocast('cuda', dtype=dtype) if device == 'cuda' else nullcontext()
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
-    def step(i):
-        me, mp = pool[i % len(pool)]
-        with amp: loss = net(x, me, mp)
+    def step(i, after_forward=lambda: None):
+        me, mp, valid = pool[i % len(pool)]
+        with amp: loss = net(x, me, mp, **valid)
+        after_forward()
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True); model.ema_step(0.996)
         return loss
     before = dynamo_frames()
-    t = time.time(); step(0); sync(); first = dynamo_frames()
+    seen, unhook = attention_spy(model) if spy else ({}, lambda: None)
+    t = time.time(); step(0, unhook); sync(); first = dynamo_frames()
     for i in range(1, warmup): step(i)
     sync(); t_warm = time.time() - t
     t0 = time.time()
     for i in range(steps): loss = step(warmup + i)
     sync()
     end = dynamo_frames()
-    return dict(step_s=(time.time() - t0) / steps, warmup_s=t_warm, loss=loss.item(),
+    return dict(step_s=(time.time() - t0) / steps, warmup_s=t_warm, loss=loss.item(), attn=seen,
                 recompiles=None if first is None or end is None else end - first,
                 frames=None if first is None or before is None else first - before)
 
@@ -257,7 +271,8 @@ def run_one(kind, spec, x, pool, *, off=None, img=224, steps=10, warmup=3, devic
     if compile:
         torch._dynamo.reset()
         net = torch.compile(model, backend=compile_backend)
-    t = time_steps(model, net, x, pool, steps=steps, warmup=warmup, device=device, dtype=dtype, fused=device == 'cuda')
+    t = time_steps(model, net, x, pool, steps=steps, warmup=warmup, device=device, dtype=dtype, fused=device == 'cuda',
+                   spy=kind == 'ours' and not compile)                         # hooks would change what dynamo compiles
     D, depth_, _, r = E.VIT_SIZES[name]
     st = pool_stats(pool)
     N = (img // patch) ** 2
@@ -267,6 +282,9 @@ def run_one(kind, spec, x, pool, *, off=None, img=224, steps=10, warmup=3, devic
                compile=compile, grad_ckpt=grad_ckpt, device=device, **st, step_s=round(t['step_s'], 4),
                img_per_s=round(len(x) / t['step_s'], 1), tflop_per_img=round(fl / 1e12, 4),
                achieved_tflops=round(fl * len(x) / t['step_s'] / 1e12, 1), warmup_s=round(t['warmup_s'], 1), loss=round(t['loss'], 4))
+    if t['attn']:                                                              # padding reaches attention only where there is some
+        given = any(v is not None for v in pool[0][2].values())
+        res.update(attn_masked=f"{t['attn']['masked']} of {t['attn']['calls']}", attn_mask_ok=(t['attn']['masked'] > 0) == given)
     if kind == 'official' and grad_ckpt: res['note'] = 'official blocks wrapped in torch.utils.checkpoint here (no flag in the official code)'
     if compile: res.update(compile_backend=compile_backend, frames_first_step=t['frames'], recompiles=t['recompiles'])
     if device == 'cuda':
@@ -301,7 +319,7 @@ def side_by_side(spec, runs=('official', 'random', 'pad'), *, off=None, batch=12
     torch.manual_seed(seed)
     x = torch.randn(batch, 3, img, img, device=device)
     pools = mask_pool(img, int(patch), batch, seed=seed)
-    get = lambda key: [(to(p[key][0], device), to(p[key][1], device)) for p in pools] if pools[0][key] else None
+    get = lambda key: [to(*p[key], device) for p in pools] if pools[0][key] else None
     rows, official = [], None
     for run in runs:
         if run == 'official':
@@ -324,7 +342,7 @@ def compile_rows(spec, x, pools, *, img, device, compile_backend='inductor', **k
     key = 'pad_max' if pools[0]['pad_max'] else 'random'
     if key == 'random': print('note: no pad_to="max" in this ijepa_edu: compile runs on truncated masks (their width '
                               'changes from batch to batch, so expect recompiles).', file=sys.stderr)
-    pool = [(to(p[key][0], device), to(p[key][1], device)) for p in pools]
+    pool = [to(*p[key], device) for p in pools]
     masks = 'pad_max' if key == 'pad_max' else 'random'
     one = lambda c: safe(lambda: run_one('ours', spec, x, pool, img=img, device=device, masks=masks, compile=c,
                                          compile_backend=compile_backend, **kw), spec, len(x), code='ours', masks=masks, compile=c)
@@ -333,10 +351,13 @@ def compile_rows(spec, x, pools, *, img, device, compile_backend='inductor', **k
     if 'error' not in eager and 'error' not in comp: comp['img_per_s_vs_eager'] = round(comp['img_per_s'] / eager['img_per_s'], 3)
     return [eager, comp]
 
-def to(masks, device):
-    "Masks on `device`, marked padded or not (decided here on the CPU, as the training loop does: no wait for the GPU)."
-    from ijepa_edu.encoder import MaskList
-    return MaskList([m.to(device) for m in masks], padded=any(bool((m < 0).any()) for m in masks))
+def to(masks_enc, masks_pred, device):
+    """Masks on `device` and the model's keywords `valid_enc`, `valid_pred`: each set's validity, (M, B, K) bool or None
+    where nothing is padded, read here on the CPU before the move, as the training loop's `_to` does (no wait for the GPU)."""
+    from ijepa_edu.encoder import mask_validity
+    move = lambda t: None if t is None else t.to(device)
+    return ([move(m) for m in masks_enc], [move(m) for m in masks_pred],
+            dict(valid_enc=move(mask_validity(masks_enc)), valid_pred=move(mask_validity(masks_pred))))
 
 # ---------------------------------------------------------------- bench/run.py's rows (ours only) and the CLI
 
@@ -346,7 +367,7 @@ def bench_one(name, patch, batch, img=224, steps=10, warmup=3, compile=False, pr
     torch.manual_seed(0)
     x = torch.randn(batch, 3, img, img, device=device)
     mc = collator(img, patch)
-    pool = [(to(me, device), to(mp, device)) for me, mp in (mc.sample(batch) for _ in range(4))]
+    pool = [to(me, mp, device) for me, mp in (mc.sample(batch) for _ in range(4))]
     return run_one('ours', f'{name}:{patch}', x, pool, img=img, steps=steps, warmup=warmup, device=device, dtype=dtype,
                    grad_ckpt=grad_ckpt, depth=depth, pred_depth=pred_depth, pred_width=pred_width, compile=compile)
 
@@ -377,7 +398,8 @@ def measure(quick=False, models=('vit_base:16', 'vit_large:16', 'vit_huge:14'), 
 COLUMNS = [('card', 'card'), ('model', 'model'), ('code', 'code'), ('masks', 'masks'), ('grad_ckpt', 'grad ckpt'),
            ('compile', 'compile'), ('ctx_tokens_per_img', 'context tokens / img'), ('tgt_tokens_per_img', 'target tokens / img'),
            ('img_per_s', 'images/s'), ('img_per_s_vs_official', 'ours / official img/s'), ('peak_mem_gib', 'peak GiB'),
-           ('peak_mem_vs_official', 'ours / official memory'), ('mfu', 'MFU'), ('recompiles', 'recompiles')]
+           ('peak_mem_vs_official', 'ours / official memory'), ('mfu', 'MFU'), ('recompiles', 'recompiles'),
+           ('attn_masked', 'attention calls masked')]
 
 def table(rows):
     "A Markdown table of saved rows (JSON lines), one line per measured run; blank where a figure does not apply."
@@ -431,4 +453,7 @@ def main(argv=None):
             rows.append(r)
     return rows
 
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    wrong = [f"{r['model']} {r['masks']}: {r['attn_masked']}" for r in main() if r.get('attn_mask_ok') is False]
+    if wrong: sys.exit(f"bench/gpu_step.py: attention got a key mask although nothing was padded, or none although "
+                       f"something was (masked calls of the first forward pass): {'; '.join(wrong)}")

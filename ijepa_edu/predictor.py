@@ -22,9 +22,11 @@ def repeat_interleave_batch(x,       # (n * B, ...): n groups of B rows stacked 
 # %% ../nbs/06_predictor.ipynb #ba6dcf16
 def predictor_mask(masks_x, # context masks: list of nenc LongTensor (B, Kc), -1 at padding
                    masks,   # target masks: list of npred LongTensor (B, Kt), -1 at padding
-                   B):      # images in the batch
+                   B,       # images in the batch
+                   valid_x='auto', # (nenc, B, Kc) bool, None (nothing padded) or 'auto': see `token_mask`
+                   valid='auto'):  # (npred, B, Kt) bool, None or 'auto'
     "(npred * nenc * B, Kc + Kt) bool for the predictor's rows (context tokens, then mask tokens); None if nothing is padded."
-    cv, tv = token_mask(masks_x), token_mask(masks)                     # (nenc * B, Kc), (npred * B, Kt), or None
+    cv, tv = token_mask(masks_x, valid_x), token_mask(masks, valid)     # (nenc * B, Kc), (npred * B, Kt), or None
     if cv is None and tv is None: return None
     dev = masks[0].device
     if cv is None: cv = torch.ones(len(masks_x) * B, masks_x[0].size(1), dtype=torch.bool, device=dev)
@@ -74,7 +76,9 @@ class VisionTransformerPredictor(nn.Module):
 def forward(self:VisionTransformerPredictor,
             x,            # context features (nenc * B, Kc, D) from the encoder
             masks_x,      # context masks: list of nenc LongTensor (B, Kc)
-            masks):       # target masks: list of npred LongTensor (B, Kt)
+            masks,        # target masks: list of npred LongTensor (B, Kt)
+            valid_x='auto', # (nenc, B, Kc) bool, False at padding (`mask_validity`); None: nothing padded; 'auto': read masks_x
+            valid='auto'):  # (npred, B, Kt) bool, the same for the target masks
     "Predictions (npred * nenc * B, Kt, D): each target block predicted as its own sequence."
     if torch.is_tensor(masks_x): masks_x = [masks_x]
     if torch.is_tensor(masks): masks = [masks]
@@ -83,13 +87,14 @@ def forward(self:VisionTransformerPredictor,
         raise ValueError(f"Context features of shape {tuple(x.shape)} do not match masks_x: expected (nenc * B, Kc, D) = "
                          f"({len(masks_x)} * {masks_x[0].size(0)}, {masks_x[0].size(1)}, D), the encoder's output for these masks.")
     if not self.batched_blocks:                                               # the paper's words: one pass per block
-        return torch.cat([self._predict(x, masks_x, [m], B) for m in masks])  # npred x (nenc*B, Kt, D), block-major
-    return self._predict(x, masks_x, masks, B)
+        one = lambda j: valid[j:j + 1] if torch.is_tensor(valid) else valid  # block j's validity
+        return torch.cat([self._predict(x, masks_x, [m], B, valid_x, one(j)) for j, m in enumerate(masks)])  # block-major
+    return self._predict(x, masks_x, masks, B, valid_x, valid)
 
 @patch
-def _predict(self:VisionTransformerPredictor, x, masks_x, masks, B):
+def _predict(self:VisionTransformerPredictor, x, masks_x, masks, B, valid_x='auto', valid='auto'):
     "The official batched forward: every (target block, context mask, image) is one row of the batch."
-    if self.rope: return self._predict_rope(x, masks_x, masks, B)
+    if self.rope: return self._predict_rope(x, masks_x, masks, B, valid_x, valid)
     x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
     pos = self.predictor_pos_embed.expand(B, -1, -1)                          # (B, N, d)
     x = x + apply_masks(pos, masks_x, self.batched_gather)                    # context positions added
@@ -99,14 +104,14 @@ def _predict(self:VisionTransformerPredictor, x, masks_x, masks, B):
     queries = self.mask_token + pos_t                                         # one mask token per target patch
     x = x.repeat(len(masks), 1, 1)                                            # (npred*nenc*B, Kc, d)
     x = torch.cat([x, queries], dim=1)                                        # (npred*nenc*B, Kc+Kt, d)
-    valid = predictor_mask(masks_x, masks, B)                                 # (npred*nenc*B, Kc+Kt) or None
-    x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, mask=valid)   # (npred*nenc*B, Kc+Kt, d)
+    mask = predictor_mask(masks_x, masks, B, valid_x, valid)                  # (npred*nenc*B, Kc+Kt) or None
+    x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, mask=mask)   # (npred*nenc*B, Kc+Kt, d)
     x = self.predictor_norm(x)
     return self.predictor_proj(x[:, n_ctx:])                                  # (npred*nenc*B, Kt, D)
 
 # %% ../nbs/06_predictor.ipynb #849b67bf
 @patch
-def _predict_rope(self:VisionTransformerPredictor, x, masks_x, masks, B):
+def _predict_rope(self:VisionTransformerPredictor, x, masks_x, masks, B, valid_x='auto', valid='auto'):
     "The same batch with rotary positions: tokens carry no position; every query starts as the bare mask token."
     x = self.predictor_embed(x)                                               # (nenc*B, Kc, d)
     xy = self.coords.expand(B, -1, -1)                                        # (B, N, 2) row, col of each patch
@@ -116,7 +121,8 @@ def _predict_rope(self:VisionTransformerPredictor, x, masks_x, masks, B):
     queries = self.mask_token.expand(len(xy_t), xy_t.size(1), -1)             # (npred*nenc*B, Kt, d)
     x = torch.cat([x.repeat(len(masks), 1, 1), queries], dim=1)               # (npred*nenc*B, Kc+Kt, d)
     angles = rope_rotation(rope_angles(torch.cat([xy_c, xy_t], dim=1), x.size(-1) // self.num_heads, self.rope_base))
-    x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, angles, mask=predictor_mask(masks_x, masks, B))
+    mask = predictor_mask(masks_x, masks, B, valid_x, valid)                  # (npred*nenc*B, Kc+Kt) or None
+    x = run_blocks(self.predictor_blocks, x, self.grad_checkpointing, angles, mask=mask)
     return self.predictor_proj(self.predictor_norm(x)[:, xy_c.size(1):])      # (npred*nenc*B, Kt, D)
 
 # %% ../nbs/06_predictor.ipynb #3b6e6128

@@ -50,16 +50,17 @@ def jepa_loss(pred,   # predictions (M, K, D)
 
 # %% ../nbs/08_step.ipynb #35b895bb
 def target_mask(masks_enc,  # context masks: list of nenc LongTensor (B, Kc)
-                masks_pred): # target masks: list of npred LongTensor (B, Kt), -1 at padding
+                masks_pred, # target masks: list of npred LongTensor (B, Kt), -1 at padding
+                valid_pred='auto'): # (npred, B, Kt) bool, None (nothing padded) or 'auto': see `token_mask`
     "(npred * nenc * B, Kt) bool in the predictor's output order, False at padded target places; None if nothing is padded."
-    tv = token_mask(masks_pred)                                          # (npred * B, Kt) or None
+    tv = token_mask(masks_pred, valid_pred)                              # (npred * B, Kt) or None
     return None if tv is None else repeat_interleave_batch(tv, masks_pred[0].size(0), repeat=len(masks_enc))
 
 # %% ../nbs/08_step.ipynb #329e7709
 class IJEPA(nn.Module):
     "Context encoder, predictor and EMA target encoder; calling it on (imgs, masks_enc, masks_pred) returns the loss."
-    def __init__(self, encoder,           # context encoder: forward(imgs, masks) -> (nenc * B, Kc, D)
-                 predictor,               # forward(z, masks_enc, masks_pred) -> (npred * nenc * B, Kt, D)
+    def __init__(self, encoder,           # context encoder: forward(imgs, masks, valid=...) -> (nenc * B, Kc, D)
+                 predictor,               # forward(z, masks_enc, masks_pred, valid_enc, valid_pred) -> (npred * nenc * B, Kt, D)
                  loss='smooth_l1',        # 'smooth_l1' (official) or 'l2' (the paper)
                  target_layers=1):        # average the last K target-encoder blocks (1: the paper)
         super().__init__()
@@ -77,12 +78,14 @@ class IJEPA(nn.Module):
         "Extension point: a loss term on the context features z (nenc * B, Kc, D) (valid: False at padding), or None. The paper adds none."
         return None
 
-    def forward(self, imgs, masks_enc, masks_pred):
-        h = self.targets(imgs, masks_enc, masks_pred)      # (npred * nenc * B, Kt, D)
-        z = self.encoder(imgs, masks_enc)                  # (nenc * B, Kc, D)
-        p = self.predictor(z, masks_enc, masks_pred)       # (npred * nenc * B, Kt, D)
-        valid = target_mask(masks_enc, masks_pred)       # (npred * nenc * B, Kt): False at padding, or None
-        loss, reg = jepa_loss(p, h, self.loss, valid), self.regularizer(z, token_mask(masks_enc))
+    def forward(self, imgs, masks_enc, masks_pred,
+                valid_enc='auto',   # (nenc, B, Kc) bool, False at padding (`mask_validity`); None: nothing padded; 'auto': read the masks
+                valid_pred='auto'): # (npred, B, Kt) bool, the same for the target masks
+        h = self.targets(imgs, masks_enc, masks_pred)                         # (npred * nenc * B, Kt, D)
+        z = self.encoder(imgs, masks_enc, valid=valid_enc)                    # (nenc * B, Kc, D)
+        p = self.predictor(z, masks_enc, masks_pred, valid_enc, valid_pred)   # (npred * nenc * B, Kt, D)
+        valid = target_mask(masks_enc, masks_pred, valid_pred)                # (npred * nenc * B, Kt): False at padding, or None
+        loss, reg = jepa_loss(p, h, self.loss, valid), self.regularizer(z, token_mask(masks_enc, valid_enc))
         return loss if reg is None else loss + reg
 
     def trainable_parameters(self):

@@ -81,12 +81,15 @@ class LoopState:
     first_bad: int | None = None          # the first step of the current unchecked stretch
 
 # %% ../nbs/18_train.ipynb #f3a96f3a
+from .encoder import mask_validity
+
 def _to(device, batch, masks_enc, masks_pred):
-    "Images and masks on `device`; the masks say whether any is padded, read here on the CPU where it costs nothing."
+    """Images and masks on `device`, and the model's keywords `valid_enc`, `valid_pred`: each mask set's validity
+    ((M, B, K) bool, or None where nothing is padded), read here on the CPU where it costs nothing (lesson 21)."""
     imgs = batch[0] if isinstance(batch, (list, tuple)) else batch          # (images, labels): labels unused
-    move = lambda t: t.to(device, non_blocking=True)
-    padded = any(bool((m < 0).any()) for m in masks_enc + masks_pred) if masks_enc[0].device.type == 'cpu' else None
-    return move(imgs), MaskList([move(m) for m in masks_enc], padded), MaskList([move(m) for m in masks_pred], padded)
+    move = lambda t: None if t is None else t.to(device, non_blocking=True)
+    valid = dict(valid_enc=move(mask_validity(masks_enc)), valid_pred=move(mask_validity(masks_pred)))
+    return move(imgs), [move(m) for m in masks_enc], [move(m) for m in masks_pred], valid
 
 def _sync_free(device):
     "On a GPU the step never waits for the device: non-finite steps are skipped there and counted, read at log steps."
@@ -222,12 +225,12 @@ def train(cfg: TrainConfig, model=None, resume=False, force=False, overwrite=Fal
                 sampler.set_epoch(s.epoch, start_batch=s.pos)
                 micro_i = 0
                 for batch, masks_enc, masks_pred in loader:
-                    imgs, masks_enc, masks_pred = _to(device, batch, masks_enc, masks_pred)
+                    imgs, masks_enc, masks_pred, valid = _to(device, batch, masks_enc, masks_pred)
                     if micro_i == 0: lr, wd = _set_schedules(opt, cfg, s.step + 1, warmup, total)   # before the update
                     micro_i += 1
                     last_micro = micro_i == cfg.accum_steps
                     with (contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()):   # DDP syncs on the last
-                        with amp: loss = net(imgs, masks_enc, masks_pred) / cfg.accum_steps
+                        with amp: loss = net(imgs, masks_enc, masks_pred, **valid) / cfg.accum_steps
                         scaler.scale(loss).backward()                       # scale 1 (a no-op) unless fp16
                     step_loss += loss.detach()
                     if not last_micro: continue

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 import ijepa_edu.train as T
 from ijepa_edu.build import make_mask_collator, pick_precision
 from ijepa_edu.config import get_config
-from ijepa_edu.encoder import VisionTransformer, token_mask
+import ijepa_edu.encoder as E
+from ijepa_edu.encoder import Attention, VisionTransformer, mask_validity, token_mask
 from ijepa_edu.masks import MaskCollator
 from ijepa_edu.predictor import vit_predictor
 from ijepa_edu.smallscale import RegularizedIJEPA
@@ -141,14 +142,50 @@ def test_fp16_run_scales_the_loss_and_resumes_exactly(toy, tmp_path):
     assert all(torch.isfinite(t).all() for t in a.values() if t.is_floating_point())
     assert torch.load(tmp_path / 'full' / 'latest.pt', weights_only=True)['config']['truncate'] == 'pad'
 
-def test_unpadded_masks_skip_the_attention_mask_without_asking_the_device():
-    "The loop marks masks as padded or not on the CPU, so a GPU never waits to learn that nothing is padded."
+def attention_spy(model):
+    "Hooks on every attention layer: `got[name]` lists, call by call, whether that network's attention got a key mask."
+    got = {name: [] for name in ('encoder', 'predictor', 'target_encoder')}
+    for name in got:
+        for m in getattr(model, name).modules():
+            if isinstance(m, Attention):
+                m.register_forward_pre_hook(lambda mod, args, kw, name=name: got[name].append(args[2] is not None), with_kwargs=True)
+    return got
+
+def mixed_batch(ctx_pad, tgt_pad, B=4, seed=0):
+    "Images and masks whose context and targets are padded or cut independently (the same shapes either way)."
+    way = lambda pad: MaskCollator(**TOY, truncate='pad' if pad else 'random', seed=seed).sample(B)
+    return torch.randn(B, 3, 32, 32), way(ctx_pad)[0], way(tgt_pad)[1]
+
+@pytest.mark.parametrize('ctx_pad, tgt_pad', [(False, False), (True, False), (False, True), (True, True)])
+def test_validity_is_decided_per_mask_set_on_the_cpu_and_attention_gets_a_mask_only_where_needed(ctx_pad, tgt_pad, monkeypatch):
+    """The loop's `_to` reads each mask set's validity on the CPU, before the batch moves: an (M, B, K) bool tensor for a
+    padded set, None for a set without padding. Given it, the model never reads the masks again (on a GPU that read
+    would wait for the device), the context encoder's attention gets a key mask only if the context is padded, the
+    predictor's if either set is, the target encoder's never; and the loss is the one the masks alone give."""
+    x, me, mp = mixed_batch(ctx_pad, tgt_pad)
+    imgs, me2, mp2, valid = T._to(torch.device('cpu'), x, me, mp)
+    assert type(me2) is list and type(mp2) is list
+    for pad, v, m in ((ctx_pad, valid['valid_enc'], me), (tgt_pad, valid['valid_pred'], mp)):
+        if pad: assert v.dtype == torch.bool and torch.equal(v, torch.stack(m) >= 0) and not v.all()
+        else: assert v is None
+    model = IJEPA(*nets(rope=True))
+    expected = model(imgs, me2, mp2)                                # validity read from the masks ('auto')
+    got = attention_spy(model)
+    monkeypatch.setattr(E, 'mask_validity', lambda m: pytest.fail('the model read the masks although their validity was given'))
+    loss = model(imgs, me2, mp2, **valid)
+    assert got['encoder'] == [ctx_pad] * 2 and got['predictor'] == [ctx_pad or tgt_pad] * 2 and got['target_encoder'] == [False] * 2
+    assert torch.equal(loss, expected)
+
+def test_validity_fallback_reads_the_masks_and_never_drops_a_mask_on_a_device():
+    """Plain lists of masks without validity still work: validity is read from `m >= 0`. On the CPU an unpadded set gives
+    None (plain attention); on any other device the check would wait for it, so a mask is kept: right, if slower."""
     me, mp = MaskCollator(**TOY, seed=0).sample(4)
-    _, me2, mp2 = T._to(torch.device('cpu'), torch.zeros(4, 3, 32, 32), me, mp)
-    assert me2.padded is False and token_mask(me2) is None
-    me, mp = MaskCollator(**TOY, truncate='pad', seed=0).sample(4)
-    _, me2, mp2 = T._to(torch.device('cpu'), torch.zeros(4, 3, 32, 32), me, mp)
-    assert me2.padded is True and token_mask(mp2) is not None
+    assert mask_validity(me) is None and token_mask(me) is None and token_mask(mp) is None
+    on_device = [m.to('meta') for m in me]                          # a stand-in for a GPU: never read back
+    assert mask_validity(on_device).shape == (1, *me[0].shape) and token_mask(on_device).shape == me[0].shape
+    assert token_mask(me, None) is None
+    with pytest.raises(ValueError, match=r'valid has shape \(2, 4, 5\); expected \(M, B, K\) = \(1, 4, 5\).*mask_validity'):
+        token_mask([torch.zeros(4, 5, dtype=torch.long)], torch.ones(2, 4, 5, dtype=torch.bool))
 
 def test_gpu_style_sync_free_steps_skip_and_stop_at_the_check(toy, tmp_path, monkeypatch):
     """The GPU path (forced here on the CPU): no per-step read of the loss; a non-finite step's update is skipped by the
@@ -186,7 +223,8 @@ def test_compiled_steps_recompile_only_when_shapes_change(pad_to):
     x = torch.randn(8, 3, 32, 32)
     frames = []
     for _ in range(4):
-        model(x, *mc.sample(8)).backward()
+        me, mp = mc.sample(8)
+        model(x, me, mp, mask_validity(me), mask_validity(mp)).backward()   # validity as the loop gives it
         frames.append(int(counters['frames']['ok']))
     torch._dynamo.reset()
     if pad_to == 'max': assert frames[1:] == [frames[0]] * 3, frames
