@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jobs
-from jobs import flat_metrics  # noqa: F401 (its home was here)
+from jobs import flat_metrics
 
 # Overrides on top of `cifar10_tiny`. 'base' is the preset as it stood before issue 12 (I-JEPA + VICReg penalty,
 # additive sin-cos positions); 'paper' is the same network with the paper's loss and no penalty.

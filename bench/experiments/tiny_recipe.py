@@ -7,11 +7,11 @@ of the average-pooled target encoder, trained and at random init, with 10,000 tr
     python bench/experiments/tiny_recipe.py --collect [FOLDER ...] [--out runs/recipe]   # log finished runs the file lacks
     python bench/experiments/tiny_recipe.py --table bench/results/2026-11-26_tiny_recipe.jsonl   # print the measured table
 
-Every finished run appends one JSON line (name, overrides, the full config, metrics.json) to `--results`; the runner is
-bench/jobs.py (start the same command again after a stop: finished runs are skipped; `--collect` logs the ones that
-ended while it was stopped). The table gives each
-variant's gap (trained minus random init, in points) and, where a variant ran with several seeds, their mean and range:
-the seed-to-seed spread of one setting is about as large as most of the differences between settings.
+Every finished run appends one JSON line (name, overrides, the full config, metrics.json) to `--results`; the runner
+is bench/jobs.py (start the same command again after a stop: finished runs are skipped; `--collect` logs the ones that
+ended while it was stopped). The table gives each variant's gap (trained minus random init, in points) and, where a
+variant ran with several seeds, their mean and range: the seed-to-seed spread of one setting is about as large as most
+of the differences between settings.
 """
 import argparse, sys
 from collections import defaultdict
