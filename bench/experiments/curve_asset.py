@@ -17,6 +17,7 @@ job scores itself (issue 24, item 4; `main_job_rows`).
 """
 import json
 from pathlib import Path
+from ijepa_edu.evaluate import flat_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / 'bench' / 'results'
@@ -84,7 +85,7 @@ def main_job_rows():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
     out = {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
-        r = json.loads(line); m, cfg = r['metrics'], r.get('config') or {}
+        r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
         if r['recipe'] != 'rope_tl4_ema' or not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0: continue
         if 'linear4_top1' not in m: continue
         row = dict(recipe=r['recipe'], epochs=r['epochs'], seed=r['seed'], **{k: m[k] for k in MAIN_KEYS if k in m})
@@ -94,7 +95,14 @@ def main_job_rows():
         c = content.get((r['recipe'], r['epochs'], r['seed']))
         if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
         out[(r['epochs'], r['seed'])] = row                      # a later run of the same length and seed replaces one
-    return [out[k] for k in sorted(out)]
+    sup = [json.loads(l) for l in (RES / 'supervised_ceiling.jsonl').read_text().splitlines()]
+    sup = [r for r in sup if r['epochs'] == 4 and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
+    supervised = dict(epochs=4, test_top1=sup[-1]['curve'][-1]['test_top1'], cpu_ms_per_image=sup[-1]['cpu_ms_per_image'],
+                      finished=sup[-1]['finished']) if sup else None
+    # the random init (seed 0: the same network and seed at every length) and raw pixels, as the main job scored them
+    shipped = flat_results(json.loads((ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json').read_text()))
+    base = {name: {k[:-len(name) - 1]: v for k, v in shipped.items() if k.endswith('_top1_' + name)} for name in ('random_init', 'pixels')}
+    return dict(runs=[out[k] for k in sorted(out)], **base, supervised=supervised)
 
 
 if __name__ == '__main__':
@@ -104,4 +112,5 @@ if __name__ == '__main__':
     for r in data: print(r['label'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('own_image_top1'))
     main = main_job_rows()
     (ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'curve.json').write_text(json.dumps(main, indent=1) + '\n')
-    for r in main: print('main job recipe', r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
+    for r in main['runs']: print('main job recipe', r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
+    print('random init', main.get('random_init'), 'pixels', main.get('pixels'), 'supervised', main['supervised'])
