@@ -49,7 +49,7 @@ class Oracle(nn.Module):
     def __init__(self, feats, order='official'):
         super().__init__()
         self.feats, self.order = feats, order  # feats: layer-normed target features (B, N, D)
-    def forward(self, x, masks_x, masks):
+    def forward(self, x, masks_x, masks, *validity):   # validity (valid_enc, valid_pred): unused by the oracle
         B = self.feats.size(0)
         if self.order == 'official':  # block-major, then context, then image
             rows = [self.feats[b, m[b]] for m in masks for _ in masks_x for b in range(B)]
