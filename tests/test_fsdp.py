@@ -1,7 +1,7 @@
 """FSDP2 (`fsdp=true`) on the CPU, which torch supports with gloo: two processes train the toy run as DDP does, the
 EMA target encoder is sharded like the context encoder and updated shard by shard, and checkpoints keep the unsharded
 layout (exact resume; one plain process loads them). The SLURM batch script beside lesson 18 parses and names what exists."""
-import inspect, json, os, re, shutil, socket, subprocess
+import inspect, json, os, re, shutil, socket, subprocess, warnings
 from pathlib import Path
 import pytest
 import torch
@@ -53,22 +53,35 @@ def _ema_checks(rank, tmp):
 
 def _worker(rank, world, ports, toy, tmp):
     torch.set_num_threads(1)
-    def run(i, out, resume=False, **kw):                   # what torchrun sets for each process, a fresh port per run
+    def run(i, out, resume=False, model=None, **kw):      # what torchrun sets for each process, a fresh port per run
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(ports[i]))
-        T.train(cfg_for(toy, tmp / out, **TWO, **kw), resume=resume, quiet=True)
+        cfg = cfg_for(toy, tmp / out, **TWO, **kw)
+        return T.train(cfg, model=model and model(cfg), resume=resume, quiet=True)
     run(0, 'ddp', max_steps='3', eval_probes='knn')
     run(1, 'fsdp', max_steps='3', eval_probes='knn', fsdp='true')
     run(2, 'cut', max_steps='2', fsdp='true')
     run(3, 'cut', resume=True, max_steps='3', eval_probes='knn', fsdp='true')
+    def poisoned(cfg):                                       # rank 1 alone: an inf loss on its 3rd micro-batch (step 2)
+        torch.manual_seed(cfg.seed); model, calls = build_model(cfg), [0]
+        fwd = model.forward
+        def forward(*a, **k):
+            calls[0] += 1; loss = fwd(*a, **k)
+            return loss * float('inf') if rank == 1 and calls[0] == 3 else loss
+        model.forward = forward
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        s = run(5, 'skip', model=poisoned, max_steps='3', fsdp='true', on_nan='skip')
+    if rank == 0: (tmp / 'skip.json').write_text(json.dumps(s))
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{ports[4]}', rank=rank, world_size=world)
     try: _ema_checks(rank, tmp)
     finally: dist.destroy_process_group()
 
 @pytest.fixture(scope='module')
 def runs(toy, tmp_path_factory):
-    "Two gloo processes (mp.spawn, no torchrun): DDP, FSDP, FSDP stopped at step 2 and resumed; then the EMA checks."
+    "Two gloo processes (mp.spawn, no torchrun): DDP, FSDP, FSDP stopped at step 2 and resumed, an inf loss on one rank; the EMA checks."
     tmp = tmp_path_factory.mktemp('fsdp')
-    mp.spawn(_worker, args=(2, [_port() for _ in range(5)], toy, tmp), nprocs=2)
+    mp.spawn(_worker, args=(2, [_port() for _ in range(6)], toy, tmp), nprocs=2)
     return tmp
 
 @pytest.mark.slow
@@ -90,6 +103,15 @@ def _top1(d, at=''):
     if not isinstance(d, dict): return {}
     return {**{at + k: v for k, v in d.items() if k.endswith('top1') and not isinstance(v, dict)},
             **{p: v for k, v in d.items() for p, v in _top1(v, f'{at}{k}.').items()}}
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(runs):
+    "on_nan='skip' under FSDP: rank 1's inf loss at step 2 reaches every shard; all ranks skip it, none applies it."
+    s = json.loads((runs / 'skip.json').read_text())
+    assert s['steps'] == 3 and s['skipped_steps'] == 1, s
+    ck, w = weights(runs / 'skip' / 'latest.pt')
+    assert all(t.isfinite().all() for t in w.values())
+    assert {int(st['step']) for st in ck['opt']['state'].values()} == {2}     # AdamW stepped twice in three steps
 
 @pytest.mark.slow
 def test_ema_target_is_sharded_like_the_encoder(runs):
