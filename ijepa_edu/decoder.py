@@ -24,7 +24,8 @@ from .encoder import Block, init_weights, apply_masks
 from .step import target_features
 from .checkpoint import CheckpointError
 from .build import make_mask_collator, pick_device
-from .evaluate import write_metrics, load_run_model, random_predictor, probe_datasets, run_data
+from .evaluate import write_metrics, load_run_model, random_predictor, probe_datasets, run_data, _progress
+from .probes import _bar
 from .visualise import unnormalize, Predictions, predict_blocks, prediction_scores
 from .style import UNUSED, target_color
 
@@ -122,6 +123,7 @@ def fit_decoder(decoder,       # a `PixelDecoder`, on the device to train on
                 lr=1e-3,       # AdamW peak learning rate (linear warmup over 5% of the steps, then cosine to 0)
                 noise_std=0.1, # std of the Gaussian noise added to the features (the same as the linear fit's)
                 seed=0,        # seeds the batches, the blocks and the noise
+                progress=False, # a progress bar of the steps on stderr
                ):              # the training losses, one per step
     "Fit the linear path in closed form, then train the whole decoder: noisy features of each target block -> its pixels."
     if steps < 0: raise ValueError(f"steps must be >= 0, got {steps}.")
@@ -135,7 +137,7 @@ def fit_decoder(decoder,       # a `PixelDecoder`, on the device to train on
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     g, g_noise = torch.Generator().manual_seed(seed), torch.Generator(device=dev).manual_seed(seed)
-    losses = []
+    losses, bar = [], _bar(progress, steps, 'pixel decoder')
     decoder.train()
     for _ in range(steps):
         pick = torch.randint(len(feats), (batch_size,), generator=g).to(feats.device)
@@ -146,6 +148,8 @@ def fit_decoder(decoder,       # a `PixelDecoder`, on the device to train on
         loss = F.mse_loss(decoder(f, torch.cat(masks)), y)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
         losses.append(loss.item())
+        if bar is not None: bar.update()
+    if bar is not None: bar.close()
     decoder.eval()
     return losses
 
@@ -327,6 +331,7 @@ def fit_and_score(model,                       # an `IJEPA`, frozen, on the devi
                   width=64, depth=2, num_heads=4,  # the decoder's Transformer
                   steps=500, batch_size=64, lr=1e-3, noise_std=0.1,   # its training (see `fit_decoder`)
                   seed=0,                      # seeds the decoder's init, its batches and the test blocks
+                  progress=False,              # a progress bar of the decoder's training on stderr
                   feature_dtype=torch.float32, # storage of the cached training features (bfloat16 for a large model)
                  ):                            # (the trained decoder, a dict: scores per predictor, settings, seconds)
     "Encode the training images, fit a `PixelDecoder` for the target encoder, and score predictions on the test images."
@@ -337,7 +342,8 @@ def fit_and_score(model,                       # an `IJEPA`, frozen, on the devi
         torch.manual_seed(seed)
         decoder = PixelDecoder(embed_dim=feats.shape[-1], grid=pe.grid, patch_size=pe.patch_size, width=width, depth=depth,
                                num_heads=num_heads).to(feats.device)
-    losses = fit_decoder(decoder, feats, pixels, collator, steps=steps, batch_size=batch_size, lr=lr, noise_std=noise_std, seed=seed)
+    losses = fit_decoder(decoder, feats, pixels, collator, steps=steps, batch_size=batch_size, lr=lr, noise_std=noise_std, seed=seed,
+                         progress=progress)
     t_fit = time.time() - t0
     pos_pix, pos_feat = pixels.float().mean(0), feats.float().mean(0)
     del feats, pixels
@@ -367,6 +373,7 @@ def decode_checkpoint(ckpt,               # checkpoint written by `ijepa_train`
                      ):                   # the entry written to metrics.json (a dict)
     "Train a pixel decoder for a run's checkpoint; write its figure, weights and scores beside the run's other outputs."
     t0 = time.time()
+    kw.setdefault('progress', _progress(None, quiet))   # a bar on stderr unless quiet or under IN_TEST
     model, cfg, ck = load_run_model(ckpt)
     root, dev = run_data(data, cfg), pick_device(device)
     x_train, x_test = probe_datasets(cfg.img_size, root, train_images, test_images, images=True)

@@ -571,3 +571,29 @@ def test_write_metrics_merges_nested_rows_of_the_same_evaluation(tmp_path):
     bf16 = {**base, 'protocol': {**base['protocol'], 'precision': 'bf16'}, 'rows': {'pretrained': {'knn_top1': 1.5}}}
     m = write_metrics(p, 'evaluation', bf16)                                           # another encoding: replaced, kept
     assert m['evaluation']['rows'] == {'pretrained': {'knn_top1': 1.5}} and len(m['evaluation_previous']) == 1
+
+
+def test_eval_cost_toy_measures_both_encodings_and_resumes_the_store(one_thread, capsys):
+    "bench/eval_cost.py --toy: what bench/gpu_check.sh --toy runs on a GPU, here on the CPU with a few images."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('eval_cost', Path(__file__).parents[1] / 'bench' / 'eval_cost.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    row = mod.main(['--toy', '--images', '64', '--reps', '1', '--batch_size', '16'])
+    assert set(row['img_per_s']) == {'fp32', 'bf16'} and row['max_rel_feature_diff'] < 0.05
+    for s in row['store'].values(): assert s['identical'] and 0 < s['kept_after_kill'] < s['chunks'] == 8
+    assert 'resumed: identical to the in-memory features' in capsys.readouterr().out
+
+
+def test_the_pixel_decoders_training_shows_progress(capsys, monkeypatch, one_thread):
+    "Every long step of an evaluation shows a bar on stderr: extraction, the probes' fitting, and lesson 13's decoder."
+    import sys
+    from ijepa_edu.decoder import PixelDecoder, fit_decoder
+    from ijepa_edu.masks import MaskCollator
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True, raising=False)
+    feats, pixels = torch.randn(6, 16, 8, generator=gen(0)), torch.rand(6, 16, 12, generator=gen(1))
+    dec = PixelDecoder(embed_dim=8, grid=(4, 4), patch_size=2, width=16, depth=1, num_heads=2)
+    collator = MaskCollator(input_size=8, patch_size=2, min_keep=1)
+    fit_decoder(dec, feats, pixels, collator, steps=3, batch_size=2)
+    assert capsys.readouterr().err == ''
+    fit_decoder(dec, feats, pixels, collator, steps=3, batch_size=2, progress=True)
+    assert 'pixel decoder' in capsys.readouterr().err
