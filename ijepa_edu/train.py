@@ -18,7 +18,6 @@ from fastcore.script import call_parse, Param, store_true
 
 from .build import build_model, make_mask_collator, init_distributed, pick_precision
 from .ema import ema_momentum
-from .encoder import MaskList
 from .config import TrainConfig, get_config, parse_overrides
 from .schedules import lr_at, wd_at, param_groups, set_lr_wd, schedule_lengths
 from .data import resolve_data, make_dataset, make_transforms, SeededSamples, ResumableSampler, MaskedBatchCollate
