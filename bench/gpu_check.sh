@@ -20,7 +20,7 @@
 # Results: OUT_DIR (default bench/results/gpu_check_<date>): one JSONL and one log per part, machine.txt, status.tsv
 # (part, exit code, seconds; 124 = timed out) and table.md. Part time limits in seconds (T_SIDE 130, T_GIANT 80,
 # T_COMPILE 140, T_RECIPE 110, T_EVAL 60: 520 s in all, plus a few seconds of set-up) can be changed from the environment.
-# --toy: the same parts on the CPU with a one-block ViT-Ti (compile with the 'eager' backend), in well under a minute:
+# --toy: the same parts on the CPU with a one-block ViT-Ti (compile with the 'eager' backend), in one to three minutes:
 # it checks the script and the code paths, it measures nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
