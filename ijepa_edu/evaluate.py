@@ -184,7 +184,8 @@ def format_results(entry,          # an evaluation (`evaluate_checkpoint`, `eval
         return '\n'.join(['| features | ' + ' | '.join(h for _, h in cols) + ' |', '|---|' + '---:|' * len(cols)] +
                          [f'| {name} | ' + ' | '.join(cell(row, k, '.2f') for k, _ in cols) + ' |' for name, row in rows] +
                          ['', f'Top-1 %; {note}{PREPROCESSING}.'])
-    head = (f"{r.get('checkpoint') or ''} (step {r.get('step')}, {r.get('preset') or 'run'}): top-1 % on {_images(p, 'test')} "
+    where = (f"step {r['step']}, " if r.get('step') is not None else '') + (r.get('preset') or 'run')
+    head = (f"{r['checkpoint'] + ' ' if r.get('checkpoint') else ''}({where}): top-1 % on {_images(p, 'test')} "
             f"test images, probes fit on {_images(p, 'train')} train images{bf16}, {PREPROCESSING}")
     return '\n'.join([head, f"{'features':<24}" + ''.join(f'{h:>16}' for _, h in cols)] +
                      [f'{name:<24}' + ''.join(f"{cell(row, k, '.2f'):>16}" for k, _ in cols) for name, row in rows])

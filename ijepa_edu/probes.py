@@ -35,6 +35,10 @@ def encoder_tokens(encoder,   # a ViT with `blocks` and a final `norm`; any (B, 
     if norm: outs = [encoder.norm(o) for o in outs[:-1]] + [last]         # the last block, normed, is the encoder's output
     return torch.cat(outs, dim=-1)                                        # layers x (B, N, D) -> (B, N, layers * D)
 
+def _autocast(device, precision): # precision: 'fp32', or 'bf16' (the encoder under autocast; its tokens come back in fp32)
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision={precision!r}: choose 'fp32' or 'bf16'.")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
 # %% ../nbs/10_evaluate.ipynb #03b5c8fd
 def _bar(progress, total, desc):
     "A progress bar on stderr (tqdm) when `progress` is true, else None; it draws only where stderr is a terminal."
@@ -42,10 +46,6 @@ def _bar(progress, total, desc):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit='step', leave=False, file=sys.stderr, dynamic_ncols=True,
                 disable=None)   # None: off when stderr is not a terminal (a log file, a notebook)
-
-def _autocast(device, precision): # precision: 'fp32', or 'bf16' (the encoder under autocast; its tokens come back in fp32)
-    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision={precision!r}: choose 'fp32' or 'bf16'.")
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == 'bf16')
 
 @torch.no_grad()
 def _token_batches(encoder, dataset, batch_size, device, num_workers, layers, norm, progress=False, precision='fp32'):
@@ -349,8 +349,7 @@ def _r(x): return round(float(x), 2)
 # %% ../nbs/27_evaluate_runs.ipynb #ecafd17c
 def probe_pooled(train_f, train_y, test_f, test_y, # (N, L * D), (M, L * D) pooled features of the last L blocks, and labels
                  probes, layers=1,    # the probes to run (knn, linear, linear4; others are skipped), and L
-                 k=20, T=0.07, linear_kw=None, seed=0, device='cpu', progress=False,
-                ):                    # dict: knn_top1, linear_top1, linear4_top1, ... (percent)
+                 k=20, T=0.07, linear_kw=None, seed=0, device='cpu', progress=False):   # -> knn_top1, linear_top1, ... (%)
     "The probes on pooled features, standardised with the train statistics: k-NN and linear on the last block, linear4 on all L."
     (ptr, pte), res = standardize(train_f.float(), test_f.float()), {}   # one preprocessing for every row and probe
     D = ptr.size(1) // layers
