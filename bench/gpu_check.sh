@@ -11,6 +11,9 @@
 #               the overrides in RECIPE_SET (default none), ending with its own evaluation
 #   5. eval     bench/eval_cost.py: the probes' encoding in fp32 against bf16 and a killed, resumed feature store, on
 #               part 4's checkpoint (else a toy encoder); skipped while that file does not exist
+#   6. fsdp     issue 23 item 8: cifar10_tiny with fsdp=true under torchrun (FSDP_GPUS processes, default 1; NCCL on a
+#               GPU, gloo on the CPU with --toy): 4 steps with the online k-NN monitor and a k-NN probe, then a resume
+#               to step 6; needs the CIFAR10 data like part 4
 #
 #   bench/gpu_check.sh [--toy] [--official PATH] [--data CIFAR10] [OUT_DIR]
 #   OFFICIAL=PATH CIFAR10=PATH bench/gpu_check.sh            # the same, from the environment
@@ -19,7 +22,7 @@
 # without it the official runs are skipped. CIFAR10 (or IJEPA_DATA) is the recipe's data; without it part 4 is skipped.
 # Results: OUT_DIR (default bench/results/gpu_check_<date>): one JSONL and one log per part, machine.txt, status.tsv
 # (part, exit code, seconds; 124 = timed out) and table.md. Part time limits in seconds (T_SIDE 130, T_GIANT 80,
-# T_COMPILE 140, T_RECIPE 110, T_EVAL 60: 520 s in all, plus a few seconds of set-up) can be changed from the environment.
+# T_COMPILE 140, T_RECIPE 110, T_EVAL 60, T_FSDP 90: 610 s in all, plus a few seconds of set-up) can be changed from the environment.
 # --toy: the same parts on the CPU with a one-block ViT-Ti (compile with the 'eager' backend), in one to three minutes:
 # it checks the script and the code paths, it measures nothing.
 set -uo pipefail
@@ -42,14 +45,14 @@ py=${PYTHON:-python}
 
 if [ $toy = 1 ]; then
   common=(--toy); giant=(--toy --grad_ckpt); comp=(--toy --runs compile)
-  T_SIDE=${T_SIDE:-50}; T_GIANT=${T_GIANT:-50}; T_COMPILE=${T_COMPILE:-50}; T_RECIPE=${T_RECIPE:-120}; T_EVAL=${T_EVAL:-120}
+  T_SIDE=${T_SIDE:-50}; T_GIANT=${T_GIANT:-50}; T_COMPILE=${T_COMPILE:-50}; T_RECIPE=${T_RECIPE:-120}; T_EVAL=${T_EVAL:-120}; T_FSDP=${T_FSDP:-150}; fsdp_dev=cpu
   evalargs=(--toy --images 256 --reps 1)
 else
   $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench/gpu_check.sh needs a CUDA GPU; on the CPU run: bench/gpu_check.sh --toy')" || exit 1
   common=(--models vit_base:16 vit_large:16 vit_huge:14 --batch 128)
   giant=(--models vit_giant:16 --batch 128 --grad_ckpt)
   comp=(--models ${COMPILE_MODELS:-vit_base:16} --batch 128 --runs compile)
-  T_SIDE=${T_SIDE:-130}; T_GIANT=${T_GIANT:-80}; T_COMPILE=${T_COMPILE:-140}; T_RECIPE=${T_RECIPE:-110}; T_EVAL=${T_EVAL:-60}
+  T_SIDE=${T_SIDE:-130}; T_GIANT=${T_GIANT:-80}; T_COMPILE=${T_COMPILE:-140}; T_RECIPE=${T_RECIPE:-110}; T_EVAL=${T_EVAL:-60}; T_FSDP=${T_FSDP:-90}; fsdp_dev=cuda
   evalargs=(--device cuda)
 fi
 recipe_set=(${RECIPE_SET:-})
@@ -98,6 +101,15 @@ if [ -f bench/eval_cost.py ]; then
 else
   echo "note: bench/eval_cost.py does not exist yet: the eval part is skipped." >&2
   printf 'eval\tskipped\t0\n' >> "$out/status.tsv"
+fi
+
+if [ -z "$data" ]; then
+  printf 'fsdp\tskipped\t0\n' >> "$out/status.tsv"
+else
+  fsdp_run=(torchrun --standalone --nproc_per_node "${FSDP_GPUS:-1}" -m ijepa_edu.train --preset cifar10_tiny --data "$data"
+            --out "$out/fsdp" --device "$fsdp_dev")
+  part fsdp "$T_FSDP" bash -c '"$@" --overwrite --max_steps 4 batch_size=64 fsdp=true knn_every=1 eval_probes=knn eval_train_images=1000 &&
+                               "$@" --resume --max_steps 6 batch_size=64 fsdp=true eval_probes=' _ "${fsdp_run[@]}"
 fi
 
 cat "$out"/side.jsonl "$out"/giant.jsonl "$out"/compile.jsonl 2>/dev/null > "$out/all.jsonl"

@@ -302,7 +302,7 @@ def test_gpu_check_toy_runs_end_to_end(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     status = dict(l.split('\t')[:2] for l in (tmp_path / 'status.tsv').read_text().splitlines()[1:])
     evals = '0' if (ROOT / 'bench' / 'eval_cost.py').is_file() else 'skipped'          # the eval part, once that file exists
-    assert status == {'side': '0', 'giant': '0', 'compile': '0', 'recipe': 'skipped', 'eval': evals}, status
+    assert status == {'side': '0', 'giant': '0', 'compile': '0', 'recipe': 'skipped', 'eval': evals, 'fsdp': 'skipped'}, status
     side = [json.loads(l) for l in (tmp_path / 'side.jsonl').read_text().splitlines()]
     comp = [json.loads(l) for l in (tmp_path / 'compile.jsonl').read_text().splitlines()]
     giant = [json.loads(l) for l in (tmp_path / 'giant.jsonl').read_text().splitlines()]
