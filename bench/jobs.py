@@ -179,3 +179,12 @@ def add_args(ap, results, out, jobs=1):
                          "the folders named, or with none the queue's own")
     return ap
 
+
+
+def chosen(ap, a, variants):
+    """The variants a script's queue runs (the --collect folders' names, else --only, else all of `variants`; an unknown
+    name ends with `ap.error`) and the parent folder of each collected one: ([names], {name: folder})."""
+    names = [Path(f).name for f in a.collect] if a.collect else a.only or list(variants)
+    unknown = [n for n in names if n not in variants]
+    if unknown: ap.error(f'unknown variants {unknown}; choose from {list(variants)}')
+    return names, {Path(f).name: Path(f).parent for f in a.collect or []}

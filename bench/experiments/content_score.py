@@ -11,7 +11,7 @@ scored against the last block, and `curve_asset.py` leaves their scores out for 
 
     python bench/experiments/content_score.py --data PATH runs/curve/rope_e2_s0/latest.pt [more checkpoints ...]
 """
-import argparse, hashlib, json
+import argparse, json
 from pathlib import Path
 import torch
 from ijepa_edu.build import make_mask_collator
@@ -37,15 +37,8 @@ def scores(path, root, batches=8, batch=64):
         top1.append((s['image_rank'] == 0).float().mean().item())
     return dict(step=ck['step'], pos_share=round(position_share(h), 4), own_image_top1=round(100 * sum(top1) / len(top1), 2),
                 chance=round(100 / batch, 2), targets='model', target_layers=cfg.target_layers,
-                eval_train_images=cfg.eval_train_images, data_in_memory=cfg.data_in_memory, run=run_identity(path, cfg))
+                eval_train_images=cfg.eval_train_images, data_in_memory=cfg.data_in_memory)
 
-
-def run_identity(path, cfg):
-    "What ties a score to one run: the checkpoint's size and modification time, and the settings that change the run."
-    st = Path(path).stat()
-    key = json.dumps(dict(size=st.st_size, mtime=int(st.st_mtime), epochs=cfg.epochs, seed=cfg.seed,
-                          data_in_memory=cfg.data_in_memory, eval_train_images=cfg.eval_train_images), sort_keys=True)
-    return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 if __name__ == '__main__':

@@ -89,10 +89,7 @@ def main(argv=None):
     ap.add_argument('--only', nargs='*'); ap.add_argument('--extra', nargs='*', default=[])
     a = ap.parse_args(argv)
     if a.table: print(table(jobs.read_rows(a.table))); return
-    names = [Path(f).name for f in a.collect] if a.collect else a.only or list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown: ap.error(f'unknown variants {unknown}; choose from {list(VARIANTS)}')
-    outs = {Path(f).name: Path(f).parent for f in a.collect or []}
+    names, outs = jobs.chosen(ap, a, VARIANTS)
     queue, t0 = [make_job(n, a, outs.get(n)) for n in names], time.time()
     echo = lambda row: json.dumps({row['name']: {**row['metrics'], 'wall_s': row['wall_s']}})   # the old script's lines
     if a.collect is not None: jobs.collect(queue, a.results, echo=echo); return

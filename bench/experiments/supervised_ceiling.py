@@ -77,8 +77,7 @@ def main():
         top1 = test_top1(encoder, head, test_x, test_y, cfg.img_size)
         curve.append(dict(epoch=round(step / ipe, 3), train_minutes=round(train_s / 60, 2), train_cpu_s=round(train_cpu, 1), test_top1=round(top1, 2), loss=round(loss.item(), 4)))
         print(curve[-1], flush=True)
-        t0 += time.time() - t0 - train_s                               # the test pass is not training time
-        c0 += time.process_time() - c0 - train_cpu
+        t0, c0 = time.time() - train_s, time.process_time() - train_cpu   # the test pass is not training time
     row = dict(preset=a.preset, train_images=len(train_x), overrides=a.overrides, epochs=a.epochs, threads=a.threads, seed=a.seed,
                weight_decay=a.weight_decay, lr=cfg.lr, batch_size=cfg.batch_size, img_per_s=round(step * cfg.batch_size / train_s, 1),
                cpu_ms_per_image=round(1000 * train_cpu / (step * cfg.batch_size), 3), steps=step,

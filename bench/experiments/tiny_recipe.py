@@ -77,10 +77,7 @@ def main(argv=None):
     ap.add_argument('--only', nargs='*', help='these variants only (default: all)')
     a = ap.parse_args(argv)
     if a.table: print(table(jobs.read_rows(a.table))); return
-    names = [Path(f).name for f in a.collect] if a.collect else a.only or list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown: ap.error(f'unknown variants {unknown}; choose from {list(VARIANTS)}')
-    outs = {Path(f).name: Path(f).parent for f in a.collect or []}
+    names, outs = jobs.chosen(ap, a, VARIANTS)
     queue = [make_job(n, outs.get(n, a.out)) for n in names]
     echo = lambda row: table([row]).splitlines()[2]
     if a.collect is not None: jobs.collect(queue, a.results, echo=echo); return
