@@ -49,7 +49,8 @@ def flat_metrics(folder):
     ev = m.get('evaluation')
     if isinstance(ev, dict) and 'rows' in ev:          # the one results schema (issue 23): the library flattens it
         from ijepa_edu.evaluate import flat_results
-        m = {**flat_results(m), 'eval_train_images': ev['protocol'].get('train_images')}
+        m = {**flat_results(m), 'eval_train_images': ev['protocol'].get('train_images'),
+             'eval_precision': ev['protocol'].get('precision', 'fp32')}   # as encoded: 'auto' resolved by the host
     elif ev:                                           # older: scored by ijepa_eval after training (eval_probes='' in the run)
         if m.get('train_images') not in (None, ev['train_images']):   # the run's own scores used other probe images
             m = {k: v for k, v in m.items() if not k.endswith('_random_init')}

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PixelTargets', 'PixelIJEPA', 'PixelRegularizedIJEPA', 'pixel_head', 'build_model', 'make_mask_collator',
-           'pick_device', 'pick_precision', 'init_distributed']
+           'pick_device', 'pick_precision', 'cpu_bf16', 'pick_eval_precision', 'init_distributed']
 
 # %% ../nbs/20_build.ipynb #a69aeebf
 import math, os
@@ -104,6 +104,20 @@ def pick_precision(name,          # 'auto', 'bf16', 'fp16' or 'fp32' (the config
         if bf16_ok is None: bf16_ok = torch.cuda.is_bf16_supported()
         name = 'bf16' if bf16_ok else 'fp16'          # T4 / V100 class cards have no bf16: fp16 with loss scaling
     return torch.bfloat16 if name == 'bf16' else torch.float16
+
+def cpu_bf16():
+    "Has this CPU native bf16 matrix instructions (AVX512-BF16 or AMX)? torch's own check; False where it has neither."
+    return any(getattr(torch.cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
+
+def pick_eval_precision(name,          # 'auto', 'bf16' or 'fp32' (the config's `eval_precision`)
+                        device,        # the torch.device the probes' features are encoded on
+                        bf16_ok=None): # does the device do bf16 natively? None asks torch (tests pass True/False)
+    "The probes' encoding: 'bf16' or 'fp32'. 'auto': bf16 on a GPU and on a CPU with bf16 instructions, else fp32."
+    if name not in ('auto', 'bf16', 'fp32'): raise ValueError(f"eval_precision={name!r}: choose auto, bf16 or fp32.")
+    if name != 'auto': return name
+    if bf16_ok is None: bf16_ok = (torch.cuda.is_bf16_supported() if device.type == 'cuda' else
+                                   cpu_bf16() if device.type == 'cpu' else False)   # MPS: float32
+    return 'bf16' if bf16_ok else 'fp32'
 
 def init_distributed(device_name='auto'):
     "Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on GPUs, gloo on CPU). Returns (rank, world, device)."

@@ -17,7 +17,7 @@ from fastcore.script import call_parse, Param, store_true
 from .config import TrainConfig
 from .data import resolve_data, make_dataset, make_transforms, default_cache_dir
 from .checkpoint import load_checkpoint, strip_module_prefix, check_fits, CheckpointError, load_small, SMALL_FORMAT
-from .build import build_model, pick_device
+from .build import build_model, pick_device, pick_eval_precision
 from .probes import PROBES, parse_probes, evaluate_encoder, evaluate_pixels, extract_features, knn_accuracy, standardize, probe_pooled
 from .data import weights_hash, open_store, extract_chunks, read_chunks
 
@@ -319,7 +319,7 @@ def evaluate_checkpoint(ckpt,                     # checkpoint written by `ijepa
                         cache=None,               # baselines' cache folder; None: `cache_dir()`; False: always compute
                         progress=None,            # progress on stderr; None: unless quiet or IN_TEST is set
                         features=None,            # the pooled features' store: a folder; None: one beside the checkpoint; False: in memory
-                        precision='auto',         # the encoder's: 'fp32', 'bf16' (autocast), 'auto' (bf16 on a GPU)
+                        precision='auto',         # the encoder's: 'fp32', 'bf16' (autocast), 'auto' (`pick_eval_precision`)
                         chunk_images=None,        # images per chunk of the store (rounded to whole batches); None: 40 batches
                         **kw,                     # passed to `evaluate_encoder` (linear_kw, attentive_kw, k, T, seed)
                        ):                         # the evaluation entry (a dict)
@@ -327,7 +327,7 @@ def evaluate_checkpoint(ckpt,                     # checkpoint written by `ijepa
     probes, base, t0, progress = parse_probes(probes), _baselines(baselines), time.time(), _progress(progress, quiet)
     enc, cfg, ck = load_run_encoder(ckpt, encoder)
     root, dev = run_data(data, cfg), pick_device(device)
-    precision = ('bf16' if dev.type == 'cuda' else 'fp32') if precision == 'auto' else precision
+    precision = pick_eval_precision(precision, dev)                       # 'auto': bf16 where the hardware has it
     num_workers = (min(8, os.cpu_count() or 1) if dev.type == 'cuda' else 0) if num_workers is None else num_workers
     run_n = ck['config'].get('eval_train_images', ck['config'].get('knn_train_images', 0))   # older runs: knn_train_images
     train_ds, test_ds = probe_datasets(cfg, root, run_n if train_images is None else train_images, test_images,
@@ -367,7 +367,7 @@ def main(ckpt: str = None,           # checkpoint written by ijepa_train, e.g. r
          num_workers: int = None,    # DataLoader workers (default: 8 on a GPU, else 0)
          features: str = None,       # folder of the pooled features' chunks (default: features/ beside the checkpoint)
          in_memory: store_true = False, # keep the features in memory: write no chunks
-         precision: str = 'auto',    # the encoder's: fp32, bf16 (autocast) or auto (bf16 on a GPU)
+         precision: str = 'auto',    # the encoder's: fp32, bf16 (autocast) or auto (bf16 where the GPU or CPU has it)
          chunk_images: int = None):  # images per chunk (default: 40 batches)
     "Evaluate a checkpoint: `ijepa_eval --ckpt runs/cifar10_tiny/latest.pt --data PATH --probe knn linear --baselines`."
     try:
@@ -383,9 +383,10 @@ class KnnMonitor:
     def __init__(self, cfg, root, device, every=1):   # every: steps between two checks
         self.train_ds, self.test_ds = probe_datasets(cfg, root, cfg.monitor_images, max(1, cfg.monitor_images // 2))
         self.device, self.every = device, every
+        self.precision = pick_eval_precision(cfg.eval_precision, torch.device(device))   # as the final probes encode
     def __call__(self, encoder):
-        ftr, ytr = extract_features(encoder, self.train_ds, device=self.device)   # decoded once, in memory
-        fte, yte = extract_features(encoder, self.test_ds, device=self.device)
+        ftr, ytr = extract_features(encoder, self.train_ds, device=self.device, precision=self.precision)   # in memory
+        fte, yte = extract_features(encoder, self.test_ds, device=self.device, precision=self.precision)
         ftr, fte = standardize(ftr, fte)                                          # as every final k-NN
         return knn_accuracy(ftr, ytr, fte, yte, k=min(20, len(ftr)))
 
@@ -396,10 +397,11 @@ def evaluate_run(cfg, model, root, device,
     "The probes of `cfg.eval_probes` on the trained target encoder and the rows of `cfg.eval_baselines`, as `cfg.eval_*` says."
     t0, progress = time.time(), _progress(progress, False)
     train_ds, test_ds = probe_datasets(cfg, root, cfg.eval_train_images, cfg.eval_test_images, num_workers=cfg.eval_workers)
-    ev = dict(device=device, seed=cfg.seed, progress=progress, num_workers=cfg.eval_workers, precision=cfg.eval_precision)
+    prec = pick_eval_precision(cfg.eval_precision, torch.device(device))   # 'auto': bf16 where the hardware has it
+    ev = dict(device=device, seed=cfg.seed, progress=progress, num_workers=cfg.eval_workers, precision=prec)
     row = evaluate_encoder(model.target_encoder, train_ds, test_ds, probes=cfg.eval_probes, **ev)   # decoded once for every row
     rows = {'pretrained': {k: v for k, v in row.items() if k not in ('train_images', 'test_images')},
             **baseline_rows(cfg, _baselines(cfg.eval_baselines), train_ds, test_ds, cfg.eval_probes, cache, **ev)}
     entry = {'preset': cfg.preset, 'encoder': 'target', 'device': str(device), 'rows': rows,
-             'protocol': protocol(train_ds, test_ds, cfg.eval_precision), 'seconds': round(time.time() - t0, 1)}
+             'protocol': protocol(train_ds, test_ds, prec), 'seconds': round(time.time() - t0, 1)}
     return {'evaluation': entry, 'eval_seconds': entry['seconds']}   # the summary's; its checkpoint and steps are the entry's

@@ -122,6 +122,7 @@ from ijepa_edu.evaluate import evaluate_checkpoint, write_metrics, main, format_
 from ijepa_edu.checkpoint import atomic_save, CheckpointError
 from ijepa_edu.config import get_config
 from conftest import cfg_for
+from ijepa_edu.build import pick_eval_precision
 
 
 def test_last_four_blocks_match_the_blocks_run_by_hand():
@@ -253,8 +254,8 @@ def test_main_adds_the_evaluation_to_metrics_and_keeps_the_summary(toy, tmp_path
     m = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert (m['preset'], m['steps'], m['knn_top1']) == ('cifar10_tiny', 2, 12.5)            # training summary kept
     ev = m['evaluation']                                                                     # the one results schema
-    p, rows = ev['protocol'], ev['rows']
-    assert (p['train_images'], p['test_images'], p['subset'], p['precision'], ev['step'], ev['encoder']) == (48, 24, False, 'fp32', 2, 'target')
+    p, rows, HW = ev['protocol'], ev['rows'], pick_eval_precision('auto', torch.device('cpu'))   # bf16 on AVX512-BF16/AMX
+    assert (p['train_images'], p['test_images'], p['subset'], p['precision'], ev['step'], ev['encoder']) == (48, 24, False, HW, 2, 'target')
     assert set(rows) == {'pretrained', 'random_init', 'pixels'}
     for r in rows.values(): assert 0 <= r['knn_top1'] <= 100 and 0 <= r['linear_top1'] <= 100
     main(ckpt=str(ck), probe=['linear4'], device='cpu')                                      # same images: merged
@@ -544,7 +545,7 @@ def test_a_bounded_end_of_run_evaluation_says_what_it_was(toy, tmp_path, one_thr
 
 
 def test_old_metrics_files_read_through_the_one_schema():
-    m = json.loads((ASSETS / 'cifar10_cpu' / 'metrics.json').read_text())             # a shipped summary, older and flat
+    m = json.loads((Path(__file__).parent / 'data' / 'flat_metrics_2026-12-06.json').read_text())   # the main job's, older and flat
     r = results_of(m)
     assert r['rows']['pretrained']['linear4_top1'] == m['linear4_top1'] and r['rows']['random_init']['knn_top1'] == m['knn_top1_random_init']
     assert r['rows']['pixels'] == {'knn_top1': m['knn_top1_pixels'], 'linear_top1': m['linear_top1_pixels']}

@@ -30,7 +30,10 @@ LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA
           'rope_pure_tl4_ema': 'I-JEPA + RoPE + last-4-block targets + fixed EMA momentum (no penalty)',
           'rope_pure_tl4_pd2': 'I-JEPA + RoPE + last-4-block targets + 2-block predictor (no penalty)',
           'rope_tl4_ema': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum',
-          'rope_tl4_ema_b64': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum, batch 64'}
+          'rope_tl4_ema_b64': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum, batch 64',
+          'rope_tl4_ema_lr2': "the main job's recipe, peak learning rate 2e-3", 'rope_tl4_ema_lr3': "the main job's recipe, peak learning rate 3e-3",
+          'rope_tl4_ema_crop6': "the main job's recipe, crops of 0.6-1 of the image"}
+LEVERS = ('rope_tl4_ema_lr2', 'rope_tl4_ema_lr3', 'rope_tl4_ema_crop6', 'rope_pure_tl4_ema')   # issue 24's second round
 
 
 def rows():
@@ -67,6 +70,7 @@ def rows():
     return out
 
 
+SUP_EPOCHS = 5          # the main job's length: labels for the same CPU time (the two steps cost the same per image)
 MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 'linear_top1_random_init',
              'linear4_top1_random_init', 'train_seconds', 'img_per_s')
 
@@ -83,12 +87,14 @@ def main_job_rows():
     if (RES / 'knn_swing.jsonl').exists():
         for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
-    out = {}
+    out, levers = {}, []
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
-        if r['recipe'] != 'rope_tl4_ema' or not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0: continue
-        if 'linear4_top1' not in m: continue
-        row = dict(recipe=r['recipe'], epochs=r['epochs'], seed=r['seed'], **{k: m[k] for k in MAIN_KEYS if k in m})
+        if not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0 or 'linear4_top1' not in m: continue
+        row = dict(recipe=r['recipe'], epochs=r['epochs'], seed=r['seed'], **{k: m[k] for k in MAIN_KEYS if k in m},
+                   precision=m.get('eval_precision', 'fp32'))     # how the features were encoded (jobs.flat_metrics)
+        if r['recipe'] in LEVERS: levers.append(dict(row, label=LABELS[r['recipe']]))
+        if r['recipe'] != 'rope_tl4_ema': continue
         if r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
             row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
             for k in ('knn_top1_random_init', 'linear_top1_random_init', 'linear4_top1_random_init'): row.pop(k, None)
@@ -96,13 +102,19 @@ def main_job_rows():
         if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
         out[(r['epochs'], r['seed'])] = row                      # a later run of the same length and seed replaces one
     sup = [json.loads(l) for l in (RES / 'supervised_ceiling.jsonl').read_text().splitlines()]
-    sup = [r for r in sup if r['epochs'] == 4 and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
-    supervised = dict(epochs=4, test_top1=sup[-1]['curve'][-1]['test_top1'], cpu_ms_per_image=sup[-1]['cpu_ms_per_image'],
+    sup = [r for r in sup if r['epochs'] == SUP_EPOCHS and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
+    supervised = dict(epochs=SUP_EPOCHS, test_top1=sup[-1]['curve'][-1]['test_top1'], cpu_ms_per_image=sup[-1]['cpu_ms_per_image'],
                       finished=sup[-1]['finished']) if sup else None
     # the random init (seed 0: the same network and seed at every length) and raw pixels, as the main job scored them
-    shipped = flat_results(json.loads((ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json').read_text()))
-    base = {name: {k[:-len(name) - 1]: v for k, v in shipped.items() if k.endswith('_top1_' + name)} for name in ('random_init', 'pixels')}
-    return dict(runs=[out[k] for k in sorted(out)], **base, supervised=supervised)
+    raw = json.loads((ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json').read_text())
+    shipped = flat_results(raw)
+    base = {name: {k[:-len(name) - 1]: v for k, v in shipped.items() if k.endswith('_top1_' + name) and '_train_' not in k}
+            for name in ('random_init', 'pixels')}
+    if raw['epochs_done'] != 4:   # the shipped main job (seed 0) is its own length's seed-0 point
+        out[(raw['epochs_done'], 0)] = dict(recipe='rope_tl4_ema', epochs=raw['epochs_done'], seed=0, source='the timed main job',
+                                            precision=raw['evaluation']['protocol']['precision'],
+                                            **{k: shipped[k] for k in MAIN_KEYS if k in shipped})
+    return dict(runs=[out[k] for k in sorted(out)], **base, supervised=supervised, levers=levers)
 
 
 if __name__ == '__main__':

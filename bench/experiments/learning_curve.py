@@ -36,6 +36,12 @@ RECIPES = {
     'rope_pure_tl4_pd2': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4', 'pred_depth=2'],   # + a 2-block predictor
     'rope_tl4_ema': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996'],   # the penalised recipe + both
     'rope_tl4_ema_b64': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'batch_size=64'],   # + twice the steps per epoch
+    'rope_tl4_ema_crop6': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'crop_scale=0.6,1.0'],   # + milder crops
+    'rope_tl4_ema_lr2': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'lr=0.002'],   # + twice the peak learning rate
+    'rope_tl4_ema_crop6_lr2': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'crop_scale=0.6,1.0', 'lr=0.002'],
+    'rope_tl4_ema_crop10': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'crop_scale=1.0,1.0'],   # whole images
+    'rope_tl4_ema_lr3': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'lr=0.003'],   # + three times the peak learning rate
+    'rope_tl4_ema99': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.99,0.99'],   # a faster-following target
 }
 
 def job_name(recipe, epochs, seed): return f'{recipe}_e{epochs:g}_s{seed}'
