@@ -21,6 +21,7 @@ from jobs import flat_metrics
 # Overrides on top of `cifar10_tiny`. 'base' is the preset as it stood before issue 12 (I-JEPA + VICReg penalty,
 # additive sin-cos positions); 'paper' is the same network with the paper's loss and no penalty.
 _OFF = ['rope=false', 'stop_std=0', 'target_layers=1', 'sigreg_weight=0']   # the levers of issue 12, all off
+_MAIN = [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996']   # the main job's recipe
 RECIPES = {
     'base':       [*_OFF, 'vc_weight=0.1'],                 # I-JEPA + VICReg penalty (the preset before issue 12)
     'paper':      [*_OFF, 'vc_weight=0'],                   # I-JEPA as the paper: no penalty
@@ -34,14 +35,11 @@ RECIPES = {
     'rope_pure_tl4': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4'],   # pure I-JEPA, targets from the last 4 blocks
     'rope_pure_tl4_ema': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4', 'ema=0.996,0.996'],   # + a fixed EMA momentum
     'rope_pure_tl4_pd2': [*_OFF, 'rope=true', 'vc_weight=0', 'target_layers=4', 'pred_depth=2'],   # + a 2-block predictor
-    'rope_tl4_ema': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996'],   # the penalised recipe + both
-    'rope_tl4_ema_b64': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'batch_size=64'],   # + twice the steps per epoch
-    'rope_tl4_ema_crop6': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'crop_scale=0.6,1.0'],   # + milder crops
-    'rope_tl4_ema_lr2': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'lr=0.002'],   # + twice the peak learning rate
-    'rope_tl4_ema_crop6_lr2': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'crop_scale=0.6,1.0', 'lr=0.002'],
-    'rope_tl4_ema_crop10': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'crop_scale=1.0,1.0'],   # whole images
-    'rope_tl4_ema_lr3': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996', 'lr=0.003'],   # + three times the peak learning rate
-    'rope_tl4_ema99': [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.99,0.99'],   # a faster-following target
+    'rope_tl4_ema': _MAIN,                                  # the penalised recipe + both: the main job's (`cifar10_cpu`)
+    'rope_tl4_ema_b64': [*_MAIN, 'batch_size=64'],          # + twice the steps per epoch
+    'rope_tl4_ema_crop6': [*_MAIN, 'crop_scale=0.6,1.0'],   # + milder crops
+    'rope_tl4_ema_lr2': [*_MAIN, 'lr=0.002'],               # + twice the peak learning rate
+    'rope_tl4_ema_lr3': [*_MAIN, 'lr=0.003'],               # + three times the peak learning rate
 }
 
 def job_name(recipe, epochs, seed): return f'{recipe}_e{epochs:g}_s{seed}'
