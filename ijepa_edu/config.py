@@ -71,6 +71,7 @@ class TrainConfig:
     fsdp: bool = False                    # shard weights, gradients and AdamW states over the processes (FSDP2), for ViT-g and larger (lesson 18)
     num_workers: int = 4                  # DataLoader worker processes (masks are drawn there too)
     seed: int = 0                         # seeds the weights, the data order, the crops and the masks
+    data_seed: int = -1                   # seeds the data order, crops and masks apart from the weights (-1: `seed`)
     # logging, checkpoints, evaluation
     out: str = ''                         # run folder; '' -> runs/<preset>
     log_every: int = 10                   # steps between CSV rows

@@ -40,6 +40,13 @@ RECIPES = {
     'rope_tl4_ema_crop6': [*_MAIN, 'crop_scale=0.6,1.0'],   # + milder crops
     'rope_tl4_ema_lr2': [*_MAIN, 'lr=0.002'],               # + twice the peak learning rate
     'rope_tl4_ema_lr3': [*_MAIN, 'lr=0.003'],               # + three times the peak learning rate
+    'rope_tl4_ema_np2': [*_MAIN, 'num_pred_masks=2'],       # + two target blocks, not four (a larger context)
+    'rope_tl4_ema_np3': [*_MAIN, 'num_pred_masks=3'],       # + three target blocks
+    'rope_tl4_ema_small': [*_MAIN, 'pred_mask_scale=0.1,0.15'],   # + smaller target blocks (10-15% of the image)
+    # the recipe with its data stream (order, crops, masks) seeded apart from its weights: with seed=S, the runs
+    # rope_tl4_ema_dataD_eE_sS and rope_tl4_ema_eE_sD share their data and differ in their init, or the reverse (lesson 31)
+    'rope_tl4_ema_data0': [*_MAIN, 'data_seed=0'],
+    'rope_tl4_ema_data1': [*_MAIN, 'data_seed=1'],
 }
 
 def job_name(recipe, epochs, seed): return f'{recipe}_e{epochs:g}_s{seed}'
