@@ -32,8 +32,12 @@ LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA
           'rope_tl4_ema': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum',
           'rope_tl4_ema_b64': 'I-JEPA + RoPE + VICReg penalty + last-4-block targets + fixed EMA momentum, batch 64',
           'rope_tl4_ema_lr2': "the main job's recipe, peak learning rate 2e-3", 'rope_tl4_ema_lr3': "the main job's recipe, peak learning rate 3e-3",
-          'rope_tl4_ema_crop6': "the main job's recipe, crops of 0.6-1 of the image"}
-LEVERS = ('rope_tl4_ema_lr2', 'rope_tl4_ema_lr3', 'rope_tl4_ema_crop6', 'rope_pure_tl4_ema')   # issue 24's second round
+          'rope_tl4_ema_crop6': "the main job's recipe, crops of 0.6-1 of the image",
+          'rope_tl4_ema_np2': "the main job's recipe, two target blocks, not four",
+          'rope_tl4_ema_pd2': "the main job's recipe, a 2-block predictor", 'rope_tl4_ema_vc3': "the main job's recipe, penalty weight 0.3"}
+LEVERS = ('rope_tl4_ema_lr2', 'rope_tl4_ema_lr3', 'rope_tl4_ema_crop6', 'rope_pure_tl4_ema', 'rope_tl4_ema_np2',
+          'rope_tl4_ema_pd2', 'rope_tl4_ema_vc3')   # issue 24
+SPLIT = ('rope_tl4_ema', 'rope_tl4_ema_data0', 'rope_tl4_ema_data1')   # the recipe, its data stream seeded apart (data_seed)
 
 
 def rows():
@@ -87,13 +91,15 @@ def main_job_rows():
     if (RES / 'knn_swing.jsonl').exists():
         for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
-    out, levers = {}, []
+    out, levers, split = {}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
         if not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0 or 'linear4_top1' not in m: continue
         row = dict(recipe=r['recipe'], epochs=r['epochs'], seed=r['seed'], **{k: m[k] for k in MAIN_KEYS if k in m},
                    precision=m.get('eval_precision', 'fp32'))     # how the features were encoded (jobs.flat_metrics)
         if r['recipe'] in LEVERS: levers.append(dict(row, label=LABELS[r['recipe']]))
+        if r['recipe'] in SPLIT and r['epochs'] == 5:          # init seed x data seed (data_seed -1: the run's seed)
+            split[(r['seed'], cfg.get('data_seed', -1) if cfg.get('data_seed', -1) >= 0 else r['seed'])] = row
         if r['recipe'] != 'rope_tl4_ema': continue
         if r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
             row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
@@ -114,7 +120,12 @@ def main_job_rows():
         out[(raw['epochs_done'], 0)] = dict(recipe='rope_tl4_ema', epochs=raw['epochs_done'], seed=0, source='the timed main job',
                                             precision=raw['evaluation']['protocol']['precision'],
                                             **{k: shipped[k] for k in MAIN_KEYS if k in shipped})
-    return dict(runs=[out[k] for k in sorted(out)], **base, supervised=supervised, levers=levers)
+        c = content.get(('rope_tl4_ema', raw['epochs_done'], 0))
+        if c: out[(raw['epochs_done'], 0)].update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
+        split[(0, 0)] = out[(raw['epochs_done'], 0)]
+    seed_split = [dict(init_seed=i, data_seed=d, **{k: row[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')})
+                  for (i, d), row in sorted(split.items())]
+    return dict(runs=[out[k] for k in sorted(out)], **base, supervised=supervised, levers=levers, seed_split=seed_split)
 
 
 if __name__ == '__main__':
