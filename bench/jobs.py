@@ -70,10 +70,21 @@ def last_log_row(folder, key):
     return rows[-1] if rows else {}
 
 
+def run_config(folder):
+    "The config a run saved in its latest.pt: what it ran with (None without a readable checkpoint)."
+    from ijepa_edu.checkpoint import load_checkpoint, CheckpointError
+    try: ck = load_checkpoint(Path(folder) / 'latest.pt', mmap=True)
+    except (CheckpointError, OSError, RuntimeError): return None
+    return ck.get('config') if isinstance(ck, dict) else None
+
+
 def make_row(job, metrics=None, wall_s=None):
-    "The JSONL row of a finished job: its fields, name, overrides, config, metrics, last diagnostics, folder and time."
-    diag = last_log_row(job.out, 'feat_std')
-    return dict(**job.fields, name=job.name, overrides=job.overrides, config=job.config(),
+    """The JSONL row of a finished job: its fields, name, overrides, config, metrics, last diagnostics, folder and time.
+    The config is the one the run saved in its checkpoint; without one, this code's reading of the job's overrides
+    (which a default changed since the run would misreport: `config_from` says which)."""
+    diag, saved = last_log_row(job.out, 'feat_std'), run_config(job.out)
+    return dict(**job.fields, name=job.name, overrides=job.overrides, config=saved or job.config(),
+                config_from='checkpoint' if saved else 'code',
                 metrics=flat_metrics(job.out) if metrics is None else metrics,
                 diag={k: diag[k] for k in ('feat_std', 'rankme', 'pos_share') if diag.get(k)}, run=str(job.out),
                 wall_s=wall_s, finished=time.strftime('%Y-%m-%d %H:%M', time.localtime((job.out / 'metrics.json').stat().st_mtime)))

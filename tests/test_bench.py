@@ -187,6 +187,11 @@ def test_queue_scripts_print_the_saved_results_and_collect(tmp_path):
     assert (row['recipe'], row['epochs'], row['seed'], row['overrides'][-3:]) == ('rope', 2.0, 1, ['epochs=2', 'seed=1', 'eval_probes=knn'])
     assert row['config']['rope'] and row['config']['epochs'] == 2.0 and row['config']['save_every_epochs'] == 0
     assert '| rope | 2 | 10000 | 1 | 10.0 | 50 | 35.00 | - | - | - |' in learning_curve.table([row])
+    assert row['config_from'] == 'code'                                          # no checkpoint: read from the overrides
+    saved = {**row['config'], 'vc_weight': 0.25}                                 # what the run itself recorded
+    torch.save({'config': saved}, folder / 'latest.pt')
+    assert jobs.make_row(learning_curve.job_of(folder, ['eval_probes=knn']))['config'] == saved   # the run's own, not the code's
+    assert jobs.make_row(learning_curve.job_of(folder, []))['config_from'] == 'checkpoint'
     a = types.SimpleNamespace(out=str(tmp_path), extra=[], device='cpu', epochs=4.0, workers=2, train_images=0)
     job = small_sweep.make_job('pos0.1', a)
     assert job.config()['pos_embed_scale'] == 0.1 and job.config()['epochs'] == 4.0 and job.out == tmp_path / 'pos0.1'
