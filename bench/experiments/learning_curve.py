@@ -100,6 +100,7 @@ def main(argv=None):
     ap.add_argument('--recipe', nargs='+', default=['base']); ap.add_argument('--epochs', type=float, nargs='+', default=[1])
     ap.add_argument('--seeds', type=int, nargs='+', default=[0])
     ap.add_argument('--set', nargs='*', default=[], help='extra overrides for every job (key=value)')
+    ap.add_argument('--threads', type=int, default=1, help='threads per job (default 1; 2 for one job alone on two cores)')
     ap.add_argument('--random_from', help='with --collect: a run of the same seed and network whose random-init scores fill missing ones')
     a = ap.parse_args(argv)
     if a.table: print(table(jobs.read_rows(a.table))); return
@@ -112,7 +113,7 @@ def main(argv=None):
     if a.collect is not None:
         jobs.collect([job_of(f, a.set) for f in a.collect] if a.collect else queue, a.results, make, echo); return
     if not a.data: ap.error('--data is required to run jobs (or pass --table FILE, or --collect)')
-    _, failed = jobs.run_queue(queue, a.data, a.results, a.jobs, make, echo)
+    _, failed = jobs.run_queue(queue, a.data, a.results, a.jobs, make, echo, threads=a.threads)
     return 1 if failed else 0
 
 if __name__ == '__main__': sys.exit(main())
