@@ -10,8 +10,8 @@ and scored on all 10,000 test images, beside the same network at its random init
   (`targets='model'`, issue 23) of a run with this protocol; the older rows of those runs were scored against the last
   block, their checkpoints are gone, so their scores are left out (`content_note` says so).
 The paper-settings line (no penalty) comes from lesson 11's first round (nbs/assets/smallscale/results.json: k-NN only).
-It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at 1x, 2x and 4x its length, scored as the main
-job scores itself (issue 24, item 4; `main_job_rows`).
+It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the recipe before it at
+1x, 2x and 4x its length, scored as the main job scores itself (issue 24, item 4; `main_job_rows`).
 
     python bench/experiments/curve_asset.py
 """
@@ -34,9 +34,9 @@ LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA
           'rope_tl4_ema_lr2': "the main job's recipe, peak learning rate 2e-3", 'rope_tl4_ema_lr3': "the main job's recipe, peak learning rate 3e-3",
           'rope_tl4_ema_crop6': "the main job's recipe, crops of 0.6-1 of the image",
           'rope_tl4_ema_np2': "the main job's recipe, two target blocks, not four",
-          'rope_tl4_ema_pd2': "the main job's recipe, a 2-block predictor", 'rope_tl4_ema_vc3': "the main job's recipe, penalty weight 0.3"}
+          'rope_tl4_ema_pd2': "the main job's recipe, a 2-block predictor (now the main job)"}
 LEVERS = ('rope_tl4_ema_lr2', 'rope_tl4_ema_lr3', 'rope_tl4_ema_crop6', 'rope_pure_tl4_ema', 'rope_tl4_ema_np2',
-          'rope_tl4_ema_pd2', 'rope_tl4_ema_vc3')   # issue 24
+          'rope_tl4_ema_pd2')   # issue 24
 SPLIT = ('rope_tl4_ema', 'rope_tl4_ema_data0', 'rope_tl4_ema_data1')   # the recipe, its data stream seeded apart (data_seed)
 
 
@@ -74,14 +74,27 @@ def rows():
     return out
 
 
-SUP_EPOCHS = 5          # the main job's length: labels for the same CPU time (the two steps cost the same per image)
+SUP_EPOCHS = 5          # labels for the main job's CPU time (five epochs of the supervised step; see MAIN)
 MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 'linear_top1_random_init',
              'linear4_top1_random_init', 'train_seconds', 'img_per_s')
+# The main job's recipe (`cifar10_cpu` since 2026-12-06's fourth round: a 2-block predictor, six epochs) and the one
+# before it (the 4-block predictor, five epochs), each with its timed main-job run (seed 0) as its own length's point
+MAIN = ('rope_tl4_ema_pd2', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
+
+
+def _timed(path):
+    "(the flat results, the raw metrics) of a timed main-job run's metrics.json."
+    raw = json.loads(Path(path).read_text())
+    return flat_results(raw), raw
+
 
 def main_job_rows():
-    """The main job's recipe (`cifar10_cpu`: rope_tl4_ema in memory) at 1x, 2x and 4x its four epochs, scored as the main
-    job scores itself (probes on all 50,000 train images, every row standardised), with each run's own-image score
-    against its own targets (content.jsonl rows with `targets='model'` of runs with that protocol)."""
+    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the recipe before it
+    (`previous`: the 4-block predictor at 1x, 2x and 4x its five epochs), scored as the main job scores itself (probes on
+    all 50,000 train images, every row standardised), with each run's own-image score against its own targets
+    (content.jsonl rows with `targets='model'`); the levers measured on top of the previous recipe; its two seeds
+    crossed (`seed_split`: weights x data stream); the random init and raw pixels as the main job scored them; labels."""
     content = {}
     if (RES / 'content.jsonl').exists():
         for line in (RES / 'content.jsonl').read_text().splitlines():
@@ -91,7 +104,7 @@ def main_job_rows():
     if (RES / 'knn_swing.jsonl').exists():
         for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
-    out, levers, split = {}, [], {}
+    curves, levers, split = {MAIN[0]: {}, PREVIOUS[0]: {}}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
         if not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0 or 'linear4_top1' not in m: continue
@@ -100,32 +113,33 @@ def main_job_rows():
         if r['recipe'] in LEVERS: levers.append(dict(row, label=LABELS[r['recipe']]))
         if r['recipe'] in SPLIT and r['epochs'] == 5:          # init seed x data seed (data_seed -1: the run's seed)
             split[(r['seed'], cfg.get('data_seed', -1) if cfg.get('data_seed', -1) >= 0 else r['seed'])] = row
-        if r['recipe'] != 'rope_tl4_ema': continue
-        if r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
+        if r['recipe'] not in curves: continue
+        if r['recipe'] == PREVIOUS[0] and r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
             row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
             for k in ('knn_top1_random_init', 'linear_top1_random_init', 'linear4_top1_random_init'): row.pop(k, None)
-        c = content.get((r['recipe'], r['epochs'], r['seed']))
-        if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
-        out[(r['epochs'], r['seed'])] = row                      # a later run of the same length and seed replaces one
+        curves[r['recipe']][(r['epochs'], r['seed'])] = row      # a later run of the same length and seed replaces one
+    for recipe, path in (MAIN, PREVIOUS):                        # the timed main job is its length's seed-0 point
+        shipped, raw = _timed(path)
+        curves[recipe][(raw['epochs_done'], 0)] = dict(recipe=recipe, epochs=raw['epochs_done'], seed=0, source='the timed main job',
+                                                       precision=raw['evaluation']['protocol']['precision'],
+                                                       **{k: shipped[k] for k in MAIN_KEYS if k in shipped})
+    split[(0, 0)] = curves[PREVIOUS[0]][(5.0, 0)]
+    for recipe, rows in curves.items():
+        for key, row in rows.items():
+            c = content.get((recipe, *key))
+            if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
     sup = [json.loads(l) for l in (RES / 'supervised_ceiling.jsonl').read_text().splitlines()]
     sup = [r for r in sup if r['epochs'] == SUP_EPOCHS and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
     supervised = dict(epochs=SUP_EPOCHS, test_top1=sup[-1]['curve'][-1]['test_top1'], cpu_ms_per_image=sup[-1]['cpu_ms_per_image'],
                       finished=sup[-1]['finished']) if sup else None
-    # the random init (seed 0: the same network and seed at every length) and raw pixels, as the main job scored them
-    raw = json.loads((ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json').read_text())
-    shipped = flat_results(raw)
+    shipped, _ = _timed(MAIN[1])   # the random init (seed 0) and raw pixels, as the main job scored them
     base = {name: {k[:-len(name) - 1]: v for k, v in shipped.items() if k.endswith('_top1_' + name) and '_train_' not in k}
             for name in ('random_init', 'pixels')}
-    if raw['epochs_done'] != 4:   # the shipped main job (seed 0) is its own length's seed-0 point
-        out[(raw['epochs_done'], 0)] = dict(recipe='rope_tl4_ema', epochs=raw['epochs_done'], seed=0, source='the timed main job',
-                                            precision=raw['evaluation']['protocol']['precision'],
-                                            **{k: shipped[k] for k in MAIN_KEYS if k in shipped})
-        c = content.get(('rope_tl4_ema', raw['epochs_done'], 0))
-        if c: out[(raw['epochs_done'], 0)].update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
-        split[(0, 0)] = out[(raw['epochs_done'], 0)]
     seed_split = [dict(init_seed=i, data_seed=d, **{k: row[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')})
                   for (i, d), row in sorted(split.items())]
-    return dict(runs=[out[k] for k in sorted(out)], **base, supervised=supervised, levers=levers, seed_split=seed_split)
+    return dict(runs=[curves[MAIN[0]][k] for k in sorted(curves[MAIN[0]])],
+                previous=[curves[PREVIOUS[0]][k] for k in sorted(curves[PREVIOUS[0]])],
+                **base, supervised=supervised, levers=levers, seed_split=seed_split)
 
 
 if __name__ == '__main__':
@@ -135,5 +149,6 @@ if __name__ == '__main__':
     for r in data: print(r['label'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('own_image_top1'))
     main = main_job_rows()
     (ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'curve.json').write_text(json.dumps(main, indent=1) + '\n')
-    for r in main['runs']: print('main job recipe', r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
+    for key in ('runs', 'previous'):
+        for r in main[key]: print(key, r['recipe'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
     print('random init', main.get('random_init'), 'pixels', main.get('pixels'), 'supervised', main['supervised'])

@@ -44,7 +44,6 @@ RECIPES = {
     'rope_tl4_ema_np3': [*_MAIN, 'num_pred_masks=3'],       # + three target blocks
     'rope_tl4_ema_small': [*_MAIN, 'pred_mask_scale=0.1,0.15'],   # + smaller target blocks (10-15% of the image)
     'rope_tl4_ema_pd2': [*_MAIN, 'pred_depth=2'],           # + a 2-block predictor (a cheaper step: run it longer)
-    'rope_tl4_ema_vc3': [*_MAIN, 'vc_weight=0.3'],          # + three times the penalty's weight
     # the recipe with its data stream (order, crops, masks) seeded apart from its weights: with seed=S, the runs
     # rope_tl4_ema_dataD_eE_sS and rope_tl4_ema_eE_sD share their data and differ in their init, or the reverse (lesson 31)
     'rope_tl4_ema_data0': [*_MAIN, 'data_seed=0'],
