@@ -34,7 +34,7 @@ LABELS = {'base': 'I-JEPA + VICReg penalty (sin-cos positions)', 'rope': 'I-JEPA
           'rope_tl4_ema_lr2': "the main job's recipe, peak learning rate 2e-3", 'rope_tl4_ema_lr3': "the main job's recipe, peak learning rate 3e-3",
           'rope_tl4_ema_crop6': "the main job's recipe, crops of 0.6-1 of the image",
           'rope_tl4_ema_np2': "the main job's recipe, two target blocks, not four",
-          'rope_tl4_ema_pd2': "the main job's recipe, a 2-block predictor (now the main job)"}
+          'rope_tl4_ema_pd2': "the main job's recipe, a 2-block predictor"}
 LEVERS = ('rope_tl4_ema_lr2', 'rope_tl4_ema_lr3', 'rope_tl4_ema_crop6', 'rope_pure_tl4_ema', 'rope_tl4_ema_np2',
           'rope_tl4_ema_pd2')   # issue 24
 SPLIT = ('rope_tl4_ema', 'rope_tl4_ema_data0', 'rope_tl4_ema_data1')   # the recipe, its data stream seeded apart (data_seed)
