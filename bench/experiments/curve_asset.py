@@ -10,8 +10,9 @@ and scored on all 10,000 test images, beside the same network at its random init
   (`targets='model'`, issue 23) of a run with this protocol; the older rows of those runs were scored against the last
   block, their checkpoints are gone, so their scores are left out (`content_note` says so).
 The paper-settings line (no penalty) comes from lesson 11's first round (nbs/assets/smallscale/results.json: k-NN only).
-It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the recipe before it at
-1x, 2x and 4x its length, scored as the main job scores itself (issue 24, item 4; `main_job_rows`).
+It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the two recipes before
+it (the one before those at 1x, 2x and 4x its length), scored as the main job scores itself, with the levers measured
+on them (issue 24, item 4; `main_job_rows`).
 
     python bench/experiments/curve_asset.py
 """
@@ -77,9 +78,11 @@ def rows():
 SUP_EPOCHS = 5          # labels for the main job's CPU time (five epochs of the supervised step; see MAIN)
 MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 'linear_top1_random_init',
              'linear4_top1_random_init', 'train_seconds', 'img_per_s')
-# The main job's recipe (`cifar10_cpu` since 2026-12-06's fourth round: a 2-block predictor, six epochs) and the one
-# before it (the 4-block predictor, five epochs), each with its timed main-job run (seed 0) as its own length's point
-MAIN = ('rope_tl4_ema_pd2', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+# The main job's recipe (`cifar10_cpu` since 2026-12-06's fifth round: EMA momentum 0.99, a 2-block predictor, six
+# epochs) and the two before it (`pd2`: momentum 0.996, 2-block predictor, six epochs; `previous`: the 4-block predictor,
+# five epochs), each with its timed main-job run (seed 0) as its own length's point
+MAIN = ('rope_tl4_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+PD2 = ('rope_tl4_ema_pd2', RES / 'main_job_2026-12-06_6ep_pd2_metrics.json')
 PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
 
 
@@ -90,8 +93,9 @@ def _timed(path):
 
 
 def main_job_rows():
-    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the recipe before it
-    (`previous`: the 4-block predictor at 1x, 2x and 4x its five epochs), scored as the main job scores itself (probes on
+    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the two recipes before it
+    (`pd2`: momentum 0.996, with `averages`, weight_average.py's rows; `previous`: the 4-block predictor at 1x, 2x and
+    4x its five epochs), scored as the main job scores itself (probes on
     all 50,000 train images, every row standardised), with each run's own-image score against its own targets
     (content.jsonl rows with `targets='model'`); the levers measured on top of the previous recipe; its two seeds
     crossed (`seed_split`: weights x data stream); the random init and raw pixels as the main job scored them; labels."""
@@ -104,7 +108,8 @@ def main_job_rows():
     if (RES / 'knn_swing.jsonl').exists():
         for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
-    curves, levers, split = {MAIN[0]: {}, PREVIOUS[0]: {}}, [], {}
+    side = {}   # the main job's recipe and the one before it, six epochs, one thread each side by side: the lever's evidence
+    curves, levers, split = {MAIN[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
         if not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0 or 'linear4_top1' not in m: continue
@@ -113,12 +118,24 @@ def main_job_rows():
         if r['recipe'] in LEVERS: levers.append(dict(row, label=LABELS[r['recipe']]))
         if r['recipe'] in SPLIT and r['epochs'] == 5:          # init seed x data seed (data_seed -1: the run's seed)
             split[(r['seed'], cfg.get('data_seed', -1) if cfg.get('data_seed', -1) >= 0 else r['seed'])] = row
+        if r['recipe'] in (MAIN[0], PD2[0]) and r['epochs'] == 6: side[(r['recipe'], r['seed'])] = row
         if r['recipe'] not in curves: continue
         if r['recipe'] == PREVIOUS[0] and r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
             row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
             for k in ('knn_top1_random_init', 'linear_top1_random_init', 'linear4_top1_random_init'): row.pop(k, None)
         curves[r['recipe']][(r['epochs'], r['seed'])] = row      # a later run of the same length and seed replaces one
-    for recipe, path in (MAIN, PREVIOUS):                        # the timed main job is its length's seed-0 point
+    averages = []   # weight_average.py: the `pd2` recipe (the preset until the fifth round) for 7 epochs, target and averages
+    for line in ((RES / 'weight_average.jsonl').read_text().splitlines() if (RES / 'weight_average.jsonl').exists() else []):
+        r = json.loads(line)
+        ema = tuple((r.get('config') or {}).get('ema', (0.996, 0.996)))   # rows without a config: run before the change
+        if ema != (0.996, 0.996): continue
+        row = dict(recipe=PD2[0], epochs=r['epochs'], seed=r['seed'], encoder=r['encoder'], averaged_steps=r.get('averaged_steps'),
+                   precision=r.get('precision', 'bf16'),   # rows before it was recorded: bf16, as each run's metrics.json says
+                   **{k: r[k] for k in MAIN_KEYS if k in r}, source='weight_average.jsonl')
+        averages.append(row)
+        if r['encoder'] == 'target' and r['preset'] == 'cifar10_cpu' and set(r['overrides']) == {f"epochs={r['epochs']:g}"}:
+            curves[PD2[0]].setdefault((r['epochs'], r['seed']), row)   # the preset's own run at that length
+    for recipe, path in (MAIN, PD2, PREVIOUS):                        # the timed main job is its length's seed-0 point
         shipped, raw = _timed(path)
         curves[recipe][(raw['epochs_done'], 0)] = dict(recipe=recipe, epochs=raw['epochs_done'], seed=0, source='the timed main job',
                                                        precision=raw['evaluation']['protocol']['precision'],
@@ -138,8 +155,9 @@ def main_job_rows():
     seed_split = [dict(init_seed=i, data_seed=d, **{k: row[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')})
                   for (i, d), row in sorted(split.items())]
     return dict(runs=[curves[MAIN[0]][k] for k in sorted(curves[MAIN[0]])],
+                pd2=[curves[PD2[0]][k] for k in sorted(curves[PD2[0]])],
                 previous=[curves[PREVIOUS[0]][k] for k in sorted(curves[PREVIOUS[0]])],
-                **base, supervised=supervised, levers=levers, seed_split=seed_split)
+                **base, supervised=supervised, levers=levers, averages=averages, side_by_side=[side[k] for k in sorted(side)], seed_split=seed_split)
 
 
 if __name__ == '__main__':
@@ -149,6 +167,6 @@ if __name__ == '__main__':
     for r in data: print(r['label'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('own_image_top1'))
     main = main_job_rows()
     (ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'curve.json').write_text(json.dumps(main, indent=1) + '\n')
-    for key in ('runs', 'previous'):
+    for key in ('runs', 'pd2', 'previous'):
         for r in main[key]: print(key, r['recipe'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
     print('random init', main.get('random_init'), 'pixels', main.get('pixels'), 'supervised', main['supervised'])

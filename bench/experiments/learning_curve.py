@@ -41,7 +41,8 @@ RECIPES = {
     'rope_tl4_ema_lr2': [*_MAIN, 'lr=0.002'],               # + twice the peak learning rate
     'rope_tl4_ema_lr3': [*_MAIN, 'lr=0.003'],               # + three times the peak learning rate
     'rope_tl4_ema_np2': [*_MAIN, 'num_pred_masks=2'],       # + two target blocks, not four (a larger context)
-    'rope_tl4_ema_pd2': [*_MAIN, 'pred_depth=2'],           # + a 2-block predictor: the main job's now (`cifar10_cpu`, 6 epochs)
+    'rope_tl4_ema_pd2': [*_MAIN, 'pred_depth=2'],           # + a 2-block predictor (`cifar10_cpu` in the fourth round, 6 epochs)
+    'rope_tl4_ema_pd2_m99': [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99'],   # + a faster target, momentum 0.99: the main job's now
     # the recipe with its data stream (order, crops, masks) seeded apart from its weights: with seed=S, the runs
     # rope_tl4_ema_dataD_eE_sS and rope_tl4_ema_eE_sD share their data and differ in their init, or the reverse (lesson 31)
     'rope_tl4_ema_data0': [*_MAIN, 'data_seed=0'],
