@@ -14,12 +14,13 @@ images (features standardised with the train statistics).
 
 Appends one JSON line per encoder (the target encoder first) to bench/results/weight_average.jsonl.
 """
-import argparse, copy, json, time
+import argparse, json, time
 from pathlib import Path
 import torch
 from ijepa_edu.config import get_config, parse_overrides
 from ijepa_edu.build import build_model
 from ijepa_edu.train import train
+from ijepa_edu.ema import make_target_encoder, ema_update
 from ijepa_edu.data import resolve_data
 from ijepa_edu.evaluate import probe_datasets
 from ijepa_edu.probes import evaluate_encoder
@@ -32,15 +33,12 @@ class Average:
         self.kind, self.x, self.n = kind, float(x), 0
         if kind not in ('ema', 'tail'): raise ValueError(f'{spec}: expected ema:M or tail:F')
         self.start = round(total_steps * (1 - self.x)) if kind == 'tail' else 0   # the tail's first step
-        self.module = copy.deepcopy(module)
-    @torch.no_grad()
+        self.module = make_target_encoder(module)    # a frozen copy, moved only by `update`
     def update(self, module, step):                  # step: the number of optimisation steps done
         if step <= self.start: return
         self.n += 1
-        w = 1 / self.n if self.kind == 'tail' else 1 - min(self.x, (1 + self.n) / (10 + self.n))   # weight of the new weights
-        for a, p in zip(self.module.state_dict().values(), module.state_dict().values()):
-            if a.is_floating_point(): a.lerp_(p, w)
-            else: a.copy_(p)
+        m = 1 - 1 / self.n if self.kind == 'tail' else min(self.x, (1 + self.n) / (10 + self.n))   # weight of the old mean
+        ema_update(self.module, module, m)          # lesson 07's step (the encoder's buffers are constant)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +54,7 @@ def main():
                                   'eval_baselines': ''})
     torch.manual_seed(cfg.seed)                     # as `train` seeds before it builds the model itself
     model = build_model(cfg)
-    total = int(cfg.epochs * (50000 // cfg.batch_size))
+    total = int(cfg.epochs * (50000 // cfg.batch_size))   # CIFAR-10's 50,000 training images, whole batches
     avgs = [Average(s, model.target_encoder, total) for s in a.averages]
     ema_step, state = model.ema_step, {'step': 0}
     def ema_and_average(m):                         # the run's own EMA step, then every average reads its result
