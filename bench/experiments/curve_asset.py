@@ -16,7 +16,7 @@ on them (issue 24, item 4; `main_job_rows`).
 
     python bench/experiments/curve_asset.py
 """
-import json
+import json, re
 from pathlib import Path
 from ijepa_edu.evaluate import flat_results
 
@@ -84,12 +84,38 @@ MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 
 MAIN = ('rope_tl4_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
 PD2 = ('rope_tl4_ema_pd2', RES / 'main_job_2026-12-06_6ep_pd2_metrics.json')
 PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
+# the main job's recipe with targets from its last 1, 2 or 3 blocks instead of all four (sixth round)
+DEPTHS = {'rope_tl1_ema_pd2_m99': 1, 'rope_tl2_ema_pd2_m99': 2, 'rope_tl3_ema_pd2_m99': 3}
+# The main job as it stands, timed alone with an empty cache on two hosts of the same kind: (host, metrics.json, the log
+# with /usr/bin/time's report)
+HOSTS = (('the first host', MAIN[1], RES / 'main_job_timed_2026-12-06_6ep_m99.log'),
+         ('a second host', RES / 'main_job_2026-12-06_6ep_m99_host2_metrics.json', RES / 'main_job_timed_2026-12-06_6ep_m99_host2.log'))
 
 
 def _timed(path):
     "(the flat results, the raw metrics) of a timed main-job run's metrics.json."
     raw = json.loads(Path(path).read_text())
     return flat_results(raw), raw
+
+
+def _wall(log):
+    "(wall seconds, peak resident GB) from the /usr/bin/time -v report in a timed run's log."
+    text = Path(log).read_text()
+    h, m, sec = ([0] + [float(x) for x in re.search(r'Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)', text).group(1).split(':')])[-3:]
+    return round(h * 3600 + m * 60 + sec, 1), round(int(re.search(r'Maximum resident set size \(kbytes\): (\d+)', text).group(1)) / 1e6, 2)
+
+
+def host_rows():
+    "The main job as it stands, timed alone on each host: its time (training, evaluation by row, all) and its figures."
+    out = []
+    for host, path, log in HOSTS:
+        flat, raw = _timed(path)
+        wall, gb = _wall(log)
+        ev = raw['evaluation']
+        out.append(dict(host=host, steps=raw['steps'], train_seconds=raw['train_seconds'], img_per_s=raw['img_per_s'],
+                        eval_seconds=raw['eval_seconds'], row_seconds={k: v['seconds'] for k, v in ev['rows'].items()},
+                        wall_seconds=wall, peak_gb=gb, **{k: flat[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')}))
+    return out
 
 
 def main_job_rows():
@@ -108,6 +134,7 @@ def main_job_rows():
     if (RES / 'knn_swing.jsonl').exists():
         for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
+    depth = {}  # the main job's recipe with targets from fewer of its blocks, one thread each
     side = {}   # the main job's recipe and the one before it, six epochs, one thread each side by side: the lever's evidence
     curves, levers, split = {MAIN[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
@@ -119,6 +146,7 @@ def main_job_rows():
         if r['recipe'] in SPLIT and r['epochs'] == 5:          # init seed x data seed (data_seed -1: the run's seed)
             split[(r['seed'], cfg.get('data_seed', -1) if cfg.get('data_seed', -1) >= 0 else r['seed'])] = row
         if r['recipe'] in (MAIN[0], PD2[0]) and r['epochs'] == 6: side[(r['recipe'], r['seed'])] = row
+        if r['recipe'] in DEPTHS: depth[(r['recipe'], r['epochs'], r['seed'])] = dict(row, target_layers=DEPTHS[r['recipe']])
         if r['recipe'] not in curves: continue
         if r['recipe'] == PREVIOUS[0] and r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
             row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
@@ -141,9 +169,9 @@ def main_job_rows():
                                                        precision=raw['evaluation']['protocol']['precision'],
                                                        **{k: shipped[k] for k in MAIN_KEYS if k in shipped})
     split[(0, 0)] = curves[PREVIOUS[0]][(5.0, 0)]
-    for recipe, rows in curves.items():
+    for recipe, rows in (*curves.items(), *((None, {k: v}) for k, v in depth.items())):
         for key, row in rows.items():
-            c = content.get((recipe, *key))
+            c = content.get((recipe, *key) if recipe else key)
             if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
     sup = [json.loads(l) for l in (RES / 'supervised_ceiling.jsonl').read_text().splitlines()]
     sup = [r for r in sup if r['epochs'] == SUP_EPOCHS and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
@@ -157,7 +185,8 @@ def main_job_rows():
     return dict(runs=[curves[MAIN[0]][k] for k in sorted(curves[MAIN[0]])],
                 pd2=[curves[PD2[0]][k] for k in sorted(curves[PD2[0]])],
                 previous=[curves[PREVIOUS[0]][k] for k in sorted(curves[PREVIOUS[0]])],
-                **base, supervised=supervised, levers=levers, averages=averages, side_by_side=[side[k] for k in sorted(side)], seed_split=seed_split)
+                **base, supervised=supervised, levers=levers, averages=averages, side_by_side=[side[k] for k in sorted(side)], seed_split=seed_split,
+                target_depth=[depth[k] for k in sorted(depth)], hosts=host_rows())
 
 
 if __name__ == '__main__':

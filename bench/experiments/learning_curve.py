@@ -44,6 +44,11 @@ RECIPES = {
     'rope_tl4_ema_pd2': [*_MAIN, 'pred_depth=2'],           # + a 2-block predictor (`cifar10_cpu` in the fourth round, 6 epochs)
     'rope_tl4_ema_pd2_m99': [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99'],   # + a faster target, momentum 0.99: the main job's now
     'rope_tl4_ema_pd2_m98': [*_MAIN, 'pred_depth=2', 'ema=0.98,0.98'],   # + a faster target still: momentum 0.98 (about 50 steps)
+    # the main job's recipe with targets from the last two of its four blocks: 'the last four' of a 4-block encoder is
+    # every block, the first's near-pixel output too (data2vec, where the average comes from, takes the top 8 of 12)
+    'rope_tl2_ema_pd2_m99': [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99', 'target_layers=2'],
+    'rope_tl3_ema_pd2_m99': [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99', 'target_layers=3'],   # all but the first block
+    'rope_tl1_ema_pd2_m99': [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99', 'target_layers=1'],   # the last block (the paper)
     # the recipe with its data stream (order, crops, masks) seeded apart from its weights: with seed=S, the runs
     # rope_tl4_ema_dataD_eE_sS and rope_tl4_ema_eE_sD share their data and differ in their init, or the reverse (lesson 31)
     'rope_tl4_ema_data0': [*_MAIN, 'data_seed=0'],
