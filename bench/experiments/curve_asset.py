@@ -169,10 +169,10 @@ def main_job_rows():
                                                        precision=raw['evaluation']['protocol']['precision'],
                                                        **{k: shipped[k] for k in MAIN_KEYS if k in shipped})
     split[(0, 0)] = curves[PREVIOUS[0]][(5.0, 0)]
-    for recipe, rows in (*curves.items(), *((None, {k: v}) for k, v in depth.items())):
-        for key, row in rows.items():
-            c = content.get((recipe, *key) if recipe else key)
-            if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
+    keyed = [((recipe, *key), row) for recipe, rows in curves.items() for key, row in rows.items()] + list(depth.items())
+    for key, row in keyed:                                          # key: (recipe, epochs, seed)
+        c = content.get(key)
+        if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
     sup = [json.loads(l) for l in (RES / 'supervised_ceiling.jsonl').read_text().splitlines()]
     sup = [r for r in sup if r['epochs'] == SUP_EPOCHS and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
     supervised = dict(epochs=SUP_EPOCHS, test_top1=sup[-1]['curve'][-1]['test_top1'], cpu_ms_per_image=sup[-1]['cpu_ms_per_image'],
