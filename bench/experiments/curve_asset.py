@@ -85,7 +85,7 @@ MAIN = ('rope_tl4_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metri
 PD2 = ('rope_tl4_ema_pd2', RES / 'main_job_2026-12-06_6ep_pd2_metrics.json')
 PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
 # the main job's recipe with targets from its last 1, 2 or 3 blocks instead of all four (sixth round)
-DEPTHS = {'rope_tl1_ema_pd2_m99': 1, 'rope_tl2_ema_pd2_m99': 2, 'rope_tl3_ema_pd2_m99': 3}
+DEPTHS = ('rope_tl1_ema_pd2_m99', 'rope_tl2_ema_pd2_m99', 'rope_tl3_ema_pd2_m99')
 # The main job as it stands, timed alone with an empty cache on two hosts of the same kind: (host, metrics.json, the log
 # with /usr/bin/time's report)
 HOSTS = (('the first host', MAIN[1], RES / 'main_job_timed_2026-12-06_6ep_m99.log'),
@@ -146,7 +146,7 @@ def main_job_rows():
         if r['recipe'] in SPLIT and r['epochs'] == 5:          # init seed x data seed (data_seed -1: the run's seed)
             split[(r['seed'], cfg.get('data_seed', -1) if cfg.get('data_seed', -1) >= 0 else r['seed'])] = row
         if r['recipe'] in (MAIN[0], PD2[0]) and r['epochs'] == 6: side[(r['recipe'], r['seed'])] = row
-        if r['recipe'] in DEPTHS: depth[(r['recipe'], r['epochs'], r['seed'])] = dict(row, target_layers=DEPTHS[r['recipe']])
+        if r['recipe'] in DEPTHS: depth[(r['recipe'], r['epochs'], r['seed'])] = dict(row, target_layers=cfg['target_layers'])
         if r['recipe'] not in curves: continue
         if r['recipe'] == PREVIOUS[0] and r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
             row.update(knn_top1=swing[(r['epochs'], r['seed'])], knn_source='knn_swing.jsonl (standardised)')
