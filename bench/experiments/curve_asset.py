@@ -10,8 +10,8 @@ and scored on all 10,000 test images, beside the same network at its random init
   (`targets='model'`, issue 23) of a run with this protocol; the older rows of those runs were scored against the last
   block, their checkpoints are gone, so their scores are left out (`content_note` says so).
 The paper-settings line (no penalty) comes from lesson 11's first round (nbs/assets/smallscale/results.json: k-NN only).
-It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the two recipes before
-it (the one before those at 1x, 2x and 4x its length), scored as the main job scores itself, with the levers measured
+It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the three recipes before
+it (the first and last of those at 1x, 2x and 4x their length), scored as the main job scores itself, with the levers measured
 on them (issue 24, item 4; `main_job_rows`).
 
     python bench/experiments/curve_asset.py
@@ -78,18 +78,20 @@ def rows():
 SUP_EPOCHS = 5          # labels for the main job's CPU time (five epochs of the supervised step; see MAIN)
 MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 'linear_top1_random_init',
              'linear4_top1_random_init', 'train_seconds', 'img_per_s')
-# The main job's recipe (`cifar10_cpu` since 2026-12-06's fifth round: EMA momentum 0.99, a 2-block predictor, six
-# epochs) and the two before it (`pd2`: momentum 0.996, 2-block predictor, six epochs; `previous`: the 4-block predictor,
-# five epochs), each with its timed main-job run (seed 0) as its own length's point
-MAIN = ('rope_tl4_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+# The main job's recipe (`cifar10_cpu` since 2026-12-07: the last block as the target, EMA momentum 0.99, a 2-block
+# predictor, six epochs) and the three before it (`m99`: targets from the last four blocks; `pd2`: and momentum 0.996;
+# `previous`: and the 4-block predictor, five epochs), each with its timed main-job run (seed 0) as its own length's point
+MAIN = ('rope_tl1_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+M99 = ('rope_tl4_ema_pd2_m99', RES / 'main_job_2026-12-06_6ep_m99_metrics.json')
 PD2 = ('rope_tl4_ema_pd2', RES / 'main_job_2026-12-06_6ep_pd2_metrics.json')
 PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
 # the main job's recipe with targets from its last 1, 2 or 3 blocks instead of all four (sixth round)
 DEPTHS = ('rope_tl1_ema_pd2_m99', 'rope_tl2_ema_pd2_m99', 'rope_tl3_ema_pd2_m99')
-# The main job as it stands, timed alone with an empty cache on two hosts of the same kind: (host, metrics.json, the log
-# with /usr/bin/time's report)
-HOSTS = (('the first host', MAIN[1], RES / 'main_job_timed_2026-12-06_6ep_m99.log'),
-         ('a second host', RES / 'main_job_2026-12-06_6ep_m99_host2_metrics.json', RES / 'main_job_timed_2026-12-06_6ep_m99_host2.log'))
+# The main job, timed alone with an empty cache on three hosts of the same kind: (host, recipe, metrics.json, the log
+# with /usr/bin/time's report). The two recipes differ only in which blocks are averaged into the targets: the same work
+HOSTS = (('the first host', M99[0], M99[1], RES / 'main_job_timed_2026-12-06_6ep_m99.log'),
+         ('a second host', M99[0], RES / 'main_job_2026-12-06_6ep_m99_host2_metrics.json', RES / 'main_job_timed_2026-12-06_6ep_m99_host2.log'),
+         ('a third host', MAIN[0], MAIN[1], RES / 'main_job_timed_2026-12-07_6ep_tl1_host3.log'))
 
 
 def _timed(path):
@@ -108,20 +110,20 @@ def _wall(log):
 def host_rows():
     "The main job as it stands, timed alone on each host: its time (training, evaluation by row, all) and its figures."
     out = []
-    for host, path, log in HOSTS:
+    for host, recipe, path, log in HOSTS:
         flat, raw = _timed(path)
         wall, gb = _wall(log)
         ev = raw['evaluation']
-        out.append(dict(host=host, steps=raw['steps'], train_seconds=raw['train_seconds'], img_per_s=raw['img_per_s'],
+        out.append(dict(host=host, recipe=recipe, steps=raw['steps'], train_seconds=raw['train_seconds'], img_per_s=raw['img_per_s'],
                         eval_seconds=raw['eval_seconds'], row_seconds={k: v['seconds'] for k, v in ev['rows'].items()},
                         wall_seconds=wall, peak_gb=gb, **{k: flat[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')}))
     return out
 
 
 def main_job_rows():
-    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the two recipes before it
-    (`pd2`: momentum 0.996, with `averages`, weight_average.py's rows; `previous`: the 4-block predictor at 1x, 2x and
-    4x its five epochs), scored as the main job scores itself (probes on
+    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the three recipes before
+    it (`m99`: last-four-block targets at 1x, 2x and 4x; `pd2`: momentum 0.996, with `averages`, weight_average.py's
+    rows; `previous`: the 4-block predictor at 1x, 2x and 4x its five epochs), scored as the main job scores itself (probes on
     all 50,000 train images, every row standardised), with each run's own-image score against its own targets
     (content.jsonl rows with `targets='model'`); the levers measured on top of the previous recipe; its two seeds
     crossed (`seed_split`: weights x data stream); the random init and raw pixels as the main job scored them; labels."""
@@ -136,7 +138,7 @@ def main_job_rows():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
     depth = {}  # the main job's recipe with targets from fewer of its blocks, one thread each
     side = {}   # the main job's recipe and the one before it, six epochs, one thread each side by side: the lever's evidence
-    curves, levers, split = {MAIN[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
+    curves, levers, split = {MAIN[0]: {}, M99[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
         if not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0 or 'linear4_top1' not in m: continue
@@ -145,7 +147,7 @@ def main_job_rows():
         if r['recipe'] in LEVERS: levers.append(dict(row, label=LABELS[r['recipe']]))
         if r['recipe'] in SPLIT and r['epochs'] == 5:          # init seed x data seed (data_seed -1: the run's seed)
             split[(r['seed'], cfg.get('data_seed', -1) if cfg.get('data_seed', -1) >= 0 else r['seed'])] = row
-        if r['recipe'] in (MAIN[0], PD2[0]) and r['epochs'] == 6: side[(r['recipe'], r['seed'])] = row
+        if r['recipe'] in (M99[0], PD2[0]) and r['epochs'] == 6: side[(r['recipe'], r['seed'])] = row
         if r['recipe'] in DEPTHS: depth[(r['recipe'], r['epochs'], r['seed'])] = dict(row, target_layers=cfg['target_layers'])
         if r['recipe'] not in curves: continue
         if r['recipe'] == PREVIOUS[0] and r['epochs'] == 4 and (r['epochs'], r['seed']) in swing:
@@ -163,7 +165,7 @@ def main_job_rows():
         averages.append(row)
         if r['encoder'] == 'target' and r['preset'] == 'cifar10_cpu' and set(r['overrides']) == {f"epochs={r['epochs']:g}"}:
             curves[PD2[0]].setdefault((r['epochs'], r['seed']), row)   # the preset's own run at that length
-    for recipe, path in (MAIN, PD2, PREVIOUS):                        # the timed main job is its length's seed-0 point
+    for recipe, path in (MAIN, M99, PD2, PREVIOUS):                        # the timed main job is its length's seed-0 point
         shipped, raw = _timed(path)
         curves[recipe][(raw['epochs_done'], 0)] = dict(recipe=recipe, epochs=raw['epochs_done'], seed=0, source='the timed main job',
                                                        precision=raw['evaluation']['protocol']['precision'],
@@ -183,6 +185,7 @@ def main_job_rows():
     seed_split = [dict(init_seed=i, data_seed=d, **{k: row[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')})
                   for (i, d), row in sorted(split.items())]
     return dict(runs=[curves[MAIN[0]][k] for k in sorted(curves[MAIN[0]])],
+                m99=[curves[M99[0]][k] for k in sorted(curves[M99[0]])],
                 pd2=[curves[PD2[0]][k] for k in sorted(curves[PD2[0]])],
                 previous=[curves[PREVIOUS[0]][k] for k in sorted(curves[PREVIOUS[0]])],
                 **base, supervised=supervised, levers=levers, averages=averages, side_by_side=[side[k] for k in sorted(side)], seed_split=seed_split,
@@ -196,6 +199,6 @@ if __name__ == '__main__':
     for r in data: print(r['label'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('own_image_top1'))
     main = main_job_rows()
     (ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'curve.json').write_text(json.dumps(main, indent=1) + '\n')
-    for key in ('runs', 'pd2', 'previous'):
+    for key in ('runs', 'm99', 'pd2', 'previous'):
         for r in main[key]: print(key, r['recipe'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
     print('random init', main.get('random_init'), 'pixels', main.get('pixels'), 'supervised', main['supervised'])
