@@ -85,7 +85,8 @@ MAIN = ('rope_tl1_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metri
 M99 = ('rope_tl4_ema_pd2_m99', RES / 'main_job_2026-12-06_6ep_m99_metrics.json')
 PD2 = ('rope_tl4_ema_pd2', RES / 'main_job_2026-12-06_6ep_pd2_metrics.json')
 PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
-# the main job's recipe with targets from its last 1, 2 or 3 blocks instead of all four (sixth round)
+# the last-four recipe with targets from its last 1, 2 or 3 blocks instead (sixth round; the first is now the main job's,
+# so its runs are in `runs` too)
 DEPTHS = ('rope_tl1_ema_pd2_m99', 'rope_tl2_ema_pd2_m99', 'rope_tl3_ema_pd2_m99')
 # The main job, timed alone with an empty cache on three hosts of the same kind: (host, recipe, metrics.json, the log
 # with /usr/bin/time's report). The two recipes differ only in which blocks are averaged into the targets: the same work
@@ -137,7 +138,7 @@ def main_job_rows():
         for line in (RES / 'knn_swing.jsonl').read_text().splitlines():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
     depth = {}  # the main job's recipe with targets from fewer of its blocks, one thread each
-    side = {}   # the main job's recipe and the one before it, six epochs, one thread each side by side: the lever's evidence
+    side = {}   # the fifth round's pair (momentum 0.99 and 0.996), six epochs, one thread each side by side: the lever's evidence
     curves, levers, split = {MAIN[0]: {}, M99[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}

@@ -49,7 +49,8 @@ RECIPES = {
     # every block, the first's near-pixel output too (data2vec, where the average comes from, takes the top 8 of 12)
     'rope_tl2_ema_pd2_m99': [*_M99, 'target_layers=2'],
     'rope_tl3_ema_pd2_m99': [*_M99, 'target_layers=3'],     # all but the first block
-    'rope_tl1_ema_pd2_m99': [*_M99, 'target_layers=1'],     # the last block (the paper)
+    'rope_tl1_ema_pd2_m99': [*_M99, 'target_layers=1'],     # the last block (the paper): `cifar10_cpu` since 2026-12-07
+    'rope_tl1_ema_pd2_m99_np2': [*_M99, 'target_layers=1', 'num_pred_masks=2'],   # + two target blocks, not four
     # the recipe with its data stream (order, crops, masks) seeded apart from its weights: with seed=S, the runs
     # rope_tl4_ema_dataD_eE_sS and rope_tl4_ema_eE_sD share their data and differ in their init, or the reverse (lesson 31)
     'rope_tl4_ema_data0': [*_MAIN, 'data_seed=0'],
