@@ -19,6 +19,8 @@ Levers (all on top of the cifar10_cpu preset, which now keeps its data in memory
                  wall time, which only a quiet machine measures (`--levers base_2threads memory_2threads --rounds 2`)
   memory_pad     padded masks of fixed length (truncate=pad pad_to=max): every drawn patch trains, shapes fixed
   memory_pad_compile + compile=true on those fixed shapes (compile's own gain; padding's cost is memory_pad's)
+  memory_np2, memory_np2_2threads  two target blocks instead of four (num_pred_masks=2): the context keeps more patches
+                 and the predictor has fewer to predict; its time per image against `memory` / `memory_2threads`
 All other levers run on one thread and are compared by CPU seconds per step, which other jobs on a
 shared machine do not inflate.
 Results are appended to bench/results/cpu_levers.jsonl with the machine's description.
@@ -38,6 +40,8 @@ LEVERS = {   # name: (overrides, torch threads)
     'memory_2threads': (['data_in_memory=true'], 2),
     'memory_pad':     (['data_in_memory=true', 'truncate=pad', 'pad_to=max'], 1),   # fixed shapes, eager: compile's baseline
     'memory_pad_compile': (['data_in_memory=true', 'truncate=pad', 'pad_to=max', 'compile=true'], 1),
+    'memory_np2':     (['data_in_memory=true', 'num_pred_masks=2'], 1),   # two target blocks: a larger context, fewer targets
+    'memory_np2_2threads': (['data_in_memory=true', 'num_pred_masks=2'], 2),
 }
 
 

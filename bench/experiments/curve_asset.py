@@ -10,8 +10,8 @@ and scored on all 10,000 test images, beside the same network at its random init
   (`targets='model'`, issue 23) of a run with this protocol; the older rows of those runs were scored against the last
   block, their checkpoints are gone, so their scores are left out (`content_note` says so).
 The paper-settings line (no penalty) comes from lesson 11's first round (nbs/assets/smallscale/results.json: k-NN only).
-It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the three recipes before
-it (the first and last of those at 1x, 2x and 4x their length), scored as the main job scores itself, with the levers measured
+It also writes nbs/assets/cifar10_cpu/curve.json: the main job's recipe at several lengths and the four recipes before
+it (the main job's and three of those at 1x, 2x and 4x their length), scored as the main job scores itself, with the levers measured
 on them (issue 24, item 4; `main_job_rows`).
 
     python bench/experiments/curve_asset.py
@@ -75,24 +75,28 @@ def rows():
     return out
 
 
-SUP_EPOCHS = 5          # labels for the main job's CPU time (five epochs of the supervised step; see MAIN)
+SUP_EPOCHS = 5          # labels for six 2-block-predictor epochs' CPU time (`supervised`); `labels`: every length (4.2: the main job's)
 MAIN_KEYS = ('knn_top1', 'linear_top1', 'linear4_top1', 'knn_top1_random_init', 'linear_top1_random_init',
              'linear4_top1_random_init', 'train_seconds', 'img_per_s')
-# The main job's recipe (`cifar10_cpu` since 2026-12-07: the last block as the target, EMA momentum 0.99, a 2-block
-# predictor, six epochs) and the three before it (`m99`: targets from the last four blocks; `pd2`: and momentum 0.996;
-# `previous`: and the 4-block predictor, five epochs), each with its timed main-job run (seed 0) as its own length's point
-MAIN = ('rope_tl1_ema_pd2_m99', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+# The main job's recipe (`cifar10_cpu` since the eighth round, 2026-12-07: two target blocks, the last block as the
+# target, EMA momentum 0.99, a 2-block predictor, 4.5 epochs) and the four before it (`tl1`: four target blocks, six
+# epochs; `m99`: and targets from the last four blocks; `pd2`: and momentum 0.996; `previous`: and the 4-block
+# predictor, five epochs), each with its timed main-job run (seed 0) as its own length's point
+MAIN = ('rope_tl1_ema_pd2_m99_np2', ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'metrics.json')
+TL1 = ('rope_tl1_ema_pd2_m99', RES / 'main_job_2026-12-07_6ep_tl1_metrics.json')
 M99 = ('rope_tl4_ema_pd2_m99', RES / 'main_job_2026-12-06_6ep_m99_metrics.json')
 PD2 = ('rope_tl4_ema_pd2', RES / 'main_job_2026-12-06_6ep_pd2_metrics.json')
 PREVIOUS = ('rope_tl4_ema', RES / 'main_job_2026-12-06_5ep_metrics.json')
-# the last-four recipe with targets from its last 1, 2 or 3 blocks instead (sixth round; the first is now the main job's,
-# so its runs are in `runs` too)
+# the last-four recipe with targets from its last 1, 2 or 3 blocks instead (sixth round; the first became the main job's
+# in the seventh, so its runs are in `tl1` too)
 DEPTHS = ('rope_tl1_ema_pd2_m99', 'rope_tl2_ema_pd2_m99', 'rope_tl3_ema_pd2_m99')
 # The main job, timed alone with an empty cache on three hosts of the same kind: (host, recipe, metrics.json, the log
-# with /usr/bin/time's report). The two recipes differ only in which blocks are averaged into the targets: the same work
+# with /usr/bin/time's report). `m99` and `tl1` differ only in which blocks are averaged into the targets (the same
+# work); the main job's two target blocks make a longer context (1.1x the time per step), timed on the third host
 HOSTS = (('the first host', M99[0], M99[1], RES / 'main_job_timed_2026-12-06_6ep_m99.log'),
          ('a second host', M99[0], RES / 'main_job_2026-12-06_6ep_m99_host2_metrics.json', RES / 'main_job_timed_2026-12-06_6ep_m99_host2.log'),
-         ('a third host', MAIN[0], MAIN[1], RES / 'main_job_timed_2026-12-07_6ep_tl1_host3.log'))
+         ('a third host', TL1[0], TL1[1], RES / 'main_job_timed_2026-12-07_6ep_tl1_host3.log'),
+         ('the third host', MAIN[0], MAIN[1], RES / 'main_job_timed_2026-12-07_4.5ep_np2_host3.log'))
 
 
 def _timed(path):
@@ -122,9 +126,10 @@ def host_rows():
 
 
 def main_job_rows():
-    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the three recipes before
-    it (`m99`: last-four-block targets at 1x, 2x and 4x; `pd2`: momentum 0.996, with `averages`, weight_average.py's
-    rows; `previous`: the 4-block predictor at 1x, 2x and 4x its five epochs), scored as the main job scores itself (probes on
+    """The main job's recipe at several lengths (`runs`, the timed main job its seed-0 point), the four recipes before
+    it (`tl1`: four target blocks, six epochs, at 1x, 2x and 4x; `m99`: last-four-block targets at 1x, 2x and 4x;
+    `pd2`: momentum 0.996, with `averages`, weight_average.py's rows; `previous`: the 4-block predictor at 1x, 2x and
+    4x its five epochs), scored as the main job scores itself (probes on
     all 50,000 train images, every row standardised), with each run's own-image score against its own targets
     (content.jsonl rows with `targets='model'`); the levers measured on top of the previous recipe; its two seeds
     crossed (`seed_split`: weights x data stream); the random init and raw pixels as the main job scored them; labels."""
@@ -139,7 +144,7 @@ def main_job_rows():
             w = json.loads(line); swing[(w['epochs'], w['seed'])] = w['knn']['standardised']
     depth = {}  # the main job's recipe with targets from fewer of its blocks, one thread each
     side = {}   # the fifth round's pair (momentum 0.99 and 0.996), six epochs, one thread each side by side: the lever's evidence
-    curves, levers, split = {MAIN[0]: {}, M99[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
+    curves, levers, split = {MAIN[0]: {}, TL1[0]: {}, M99[0]: {}, PD2[0]: {}, PREVIOUS[0]: {}}, [], {}
     for line in (RES / 'learning_curve.jsonl').read_text().splitlines():
         r = json.loads(line); m, cfg = flat_results(r['metrics']), r.get('config') or {}
         if not cfg.get('data_in_memory') or cfg.get('eval_train_images') != 0 or 'linear4_top1' not in m: continue
@@ -166,7 +171,7 @@ def main_job_rows():
         averages.append(row)
         if r['encoder'] == 'target' and r['preset'] == 'cifar10_cpu' and set(r['overrides']) == {f"epochs={r['epochs']:g}"}:
             curves[PD2[0]].setdefault((r['epochs'], r['seed']), row)   # the preset's own run at that length
-    for recipe, path in (MAIN, M99, PD2, PREVIOUS):                        # the timed main job is its length's seed-0 point
+    for recipe, path in (MAIN, TL1, M99, PD2, PREVIOUS):                   # the timed main job is its length's seed-0 point
         shipped, raw = _timed(path)
         curves[recipe][(raw['epochs_done'], 0)] = dict(recipe=recipe, epochs=raw['epochs_done'], seed=0, source='the timed main job',
                                                        precision=raw['evaluation']['protocol']['precision'],
@@ -177,19 +182,22 @@ def main_job_rows():
         c = content.get(key)
         if c: row.update(pos_share=c['pos_share'], own_image_top1=c['own_image_top1'], chance=c['chance'])
     sup = [json.loads(l) for l in (RES / 'supervised_ceiling.jsonl').read_text().splitlines()]
-    sup = [r for r in sup if r['epochs'] == SUP_EPOCHS and r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
-    supervised = dict(epochs=SUP_EPOCHS, test_top1=sup[-1]['curve'][-1]['test_top1'], cpu_ms_per_image=sup[-1]['cpu_ms_per_image'],
-                      finished=sup[-1]['finished']) if sup else None
+    sup = [r for r in sup if r['overrides'] == ['rope=true'] and 'cpu_ms_per_image' in r]
+    labels = {r['epochs']: dict(epochs=r['epochs'], test_top1=r['curve'][-1]['test_top1'], cpu_ms_per_image=r['cpu_ms_per_image'],
+                                train_seconds=round(60 * r['curve'][-1]['train_minutes'], 1), img_per_s=r['img_per_s'],
+                                finished=r['finished']) for r in sup}     # one run per length: the last of each
+    supervised = labels.get(SUP_EPOCHS)
     shipped, _ = _timed(MAIN[1])   # the random init (seed 0) and raw pixels, as the main job scored them
     base = {name: {k[:-len(name) - 1]: v for k, v in shipped.items() if k.endswith('_top1_' + name) and '_train_' not in k}
             for name in ('random_init', 'pixels')}
     seed_split = [dict(init_seed=i, data_seed=d, **{k: row[k] for k in ('knn_top1', 'linear_top1', 'linear4_top1')})
                   for (i, d), row in sorted(split.items())]
     return dict(runs=[curves[MAIN[0]][k] for k in sorted(curves[MAIN[0]])],
+                tl1=[curves[TL1[0]][k] for k in sorted(curves[TL1[0]])],
                 m99=[curves[M99[0]][k] for k in sorted(curves[M99[0]])],
                 pd2=[curves[PD2[0]][k] for k in sorted(curves[PD2[0]])],
                 previous=[curves[PREVIOUS[0]][k] for k in sorted(curves[PREVIOUS[0]])],
-                **base, supervised=supervised, levers=levers, averages=averages, side_by_side=[side[k] for k in sorted(side)], seed_split=seed_split,
+                **base, supervised=supervised, labels=[labels[k] for k in sorted(labels)], levers=levers, averages=averages, side_by_side=[side[k] for k in sorted(side)], seed_split=seed_split,
                 target_depth=[depth[k] for k in sorted(depth)], hosts=host_rows())
 
 
@@ -200,6 +208,6 @@ if __name__ == '__main__':
     for r in data: print(r['label'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('own_image_top1'))
     main = main_job_rows()
     (ROOT / 'nbs' / 'assets' / 'cifar10_cpu' / 'curve.json').write_text(json.dumps(main, indent=1) + '\n')
-    for key in ('runs', 'm99', 'pd2', 'previous'):
+    for key in ('runs', 'tl1', 'm99', 'pd2', 'previous'):
         for r in main[key]: print(key, r['recipe'], r['epochs'], r['seed'], r.get('knn_top1'), r.get('linear_top1'), r.get('linear4_top1'), r.get('own_image_top1'))
-    print('random init', main.get('random_init'), 'pixels', main.get('pixels'), 'supervised', main['supervised'])
+    print('random init', main.get('random_init'), 'pixels', main.get('pixels'), 'supervised', main['supervised'], 'labels', main['labels'])

@@ -22,7 +22,7 @@ from jobs import flat_metrics
 # additive sin-cos positions); 'paper' is the same network with the paper's loss and no penalty.
 _OFF = ['rope=false', 'stop_std=0', 'target_layers=1', 'sigreg_weight=0']   # the levers of issue 12, all off
 _MAIN = [*_OFF, 'rope=true', 'vc_weight=0.1', 'target_layers=4', 'ema=0.996,0.996']   # the five-epoch main job's recipe
-_M99 = [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99']   # the main job's recipe now (`cifar10_cpu`)
+_M99 = [*_MAIN, 'pred_depth=2', 'ema=0.99,0.99']   # the main job's recipe in the fifth and sixth rounds (`cifar10_cpu`)
 RECIPES = {
     'base':       [*_OFF, 'vc_weight=0.1'],                 # I-JEPA + VICReg penalty (the preset before issue 12)
     'paper':      [*_OFF, 'vc_weight=0'],                   # I-JEPA as the paper: no penalty
@@ -43,14 +43,14 @@ RECIPES = {
     'rope_tl4_ema_lr3': [*_MAIN, 'lr=0.003'],               # + three times the peak learning rate
     'rope_tl4_ema_np2': [*_MAIN, 'num_pred_masks=2'],       # + two target blocks, not four (a larger context)
     'rope_tl4_ema_pd2': [*_MAIN, 'pred_depth=2'],           # + a 2-block predictor (`cifar10_cpu` in the fourth round, 6 epochs)
-    'rope_tl4_ema_pd2_m99': _M99,                            # + a faster target, momentum 0.99: the main job's now
+    'rope_tl4_ema_pd2_m99': _M99,                            # + a faster target, momentum 0.99 (`cifar10_cpu` in the fifth round)
     'rope_tl4_ema_pd2_m98': [*_MAIN, 'pred_depth=2', 'ema=0.98,0.98'],   # + a faster target still: momentum 0.98 (about 50 steps)
-    # the main job's recipe with targets from the last two of its four blocks: 'the last four' of a 4-block encoder is
+    # that recipe with targets from the last two of its four blocks: 'the last four' of a 4-block encoder is
     # every block, the first's near-pixel output too (data2vec, where the average comes from, takes the top 8 of 12)
     'rope_tl2_ema_pd2_m99': [*_M99, 'target_layers=2'],
     'rope_tl3_ema_pd2_m99': [*_M99, 'target_layers=3'],     # all but the first block
-    'rope_tl1_ema_pd2_m99': [*_M99, 'target_layers=1'],     # the last block (the paper): `cifar10_cpu` since 2026-12-07
-    'rope_tl1_ema_pd2_m99_np2': [*_M99, 'target_layers=1', 'num_pred_masks=2'],   # + two target blocks, not four
+    'rope_tl1_ema_pd2_m99': [*_M99, 'target_layers=1'],     # the last block (the paper): `cifar10_cpu` in the seventh round
+    'rope_tl1_ema_pd2_m99_np2': [*_M99, 'target_layers=1', 'num_pred_masks=2'],   # + two target blocks: `cifar10_cpu` since the eighth
     # the recipe with its data stream (order, crops, masks) seeded apart from its weights: with seed=S, the runs
     # rope_tl4_ema_dataD_eE_sS and rope_tl4_ema_eE_sD share their data and differ in their init, or the reverse (lesson 31)
     'rope_tl4_ema_data0': [*_MAIN, 'data_seed=0'],
